@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/floodgate/floodgate/internal/store"
+)
+
+// appCache keeps apps read from the store for a short time: every auth
+// needs the app's secret, and a connect storm must not become a read storm.
+// Changes reach other nodes as bus control messages that drop the entry;
+// the TTL bounds staleness when such a message is lost.
+type appCache struct {
+	st  store.Store
+	ttl time.Duration
+	max int
+	now func() time.Time
+
+	mu sync.Mutex
+	m  map[string]appEntry
+}
+
+type appEntry struct {
+	app store.App
+	// revoked is the app's latest session revocation: tokens issued after
+	// it need no per-user lookup.
+	revoked time.Time
+	at      time.Time
+}
+
+func (c *appCache) get(ctx context.Context, id string) (appEntry, error) {
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < c.ttl {
+		return e, nil
+	}
+	a, err := c.st.App(ctx, id)
+	if err != nil {
+		return appEntry{}, err
+	}
+	revoked, err := c.st.LatestRevocation(ctx, id)
+	if err != nil {
+		return appEntry{}, err
+	}
+	e = appEntry{app: a, revoked: revoked, at: now}
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		evictOne(c.m)
+	}
+	c.m[id] = e
+	c.mu.Unlock()
+	return e, nil
+}
+
+func (c *appCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.m, id)
+	c.mu.Unlock()
+}
+
+// convInfo is what the send path needs about a conversation: its kind and,
+// for direct and group conversations, its members sorted by id.
+type convInfo struct {
+	conv    store.Conversation
+	members []string
+	at      time.Time
+}
+
+func (ci *convInfo) isMember(user string) bool {
+	_, ok := slices.BinarySearch(ci.members, user)
+	return ok
+}
+
+type convKey struct{ app, id string }
+
+// convCache keeps conversation kinds and member lists for fan-out, bounded
+// in entries. Membership changes drop the entry here and, through the bus,
+// on other nodes; the TTL bounds staleness when that message is lost (a
+// stale list can only delay a live delivery, which sync then heals).
+type convCache struct {
+	st         store.Store
+	ttl        time.Duration
+	max        int
+	maxMembers int
+	now        func() time.Time
+
+	mu sync.Mutex
+	m  map[convKey]*convInfo
+}
+
+func (c *convCache) get(ctx context.Context, app, id string) (*convInfo, error) {
+	k := convKey{app, id}
+	now := c.now()
+	c.mu.Lock()
+	ci, ok := c.m[k]
+	c.mu.Unlock()
+	if ok && now.Sub(ci.at) < c.ttl {
+		return ci, nil
+	}
+	conv, err := c.st.Conversation(ctx, app, id)
+	if err != nil {
+		return nil, err
+	}
+	ci = &convInfo{conv: conv, at: now}
+	if conv.Kind != store.KindRoom {
+		ms, err := c.st.Members(ctx, app, id, c.maxMembers)
+		if err != nil {
+			return nil, err
+		}
+		ci.members = make([]string, len(ms))
+		for i, m := range ms {
+			ci.members[i] = m.User
+		}
+		slices.Sort(ci.members)
+	}
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		evictOne(c.m)
+	}
+	c.m[k] = ci
+	c.mu.Unlock()
+	return ci, nil
+}
+
+func (c *convCache) drop(app, id string) {
+	c.mu.Lock()
+	delete(c.m, convKey{app, id})
+	c.mu.Unlock()
+}
+
+// evictOne removes an arbitrary entry; Go's randomised map iteration makes
+// it a random eviction, which is good enough for a TTL cache.
+func evictOne[K comparable, V any](m map[K]V) {
+	for k := range m {
+		delete(m, k)
+		return
+	}
+}

@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/floodgate/floodgate/protocol"
+)
+
+// drainStep is the interval between two batches of a drain: small enough
+// that a batch is a small share of the node, large enough that the batches
+// of a short window are not all at once.
+const drainStep = 250 * time.Millisecond
+
+// Drain moves every client of the node to other nodes, in batches spread
+// evenly over window, so the rest of the cluster takes them in gradually
+// rather than as a reconnect storm. Each client gets a redirect directive
+// (ask the router again, within a random delay of one batch interval) and
+// the close code 4200. The caller stops new connections first. Drain
+// returns how many clients it moved, once all were told or ctx ended.
+func (g *Gateway) Drain(ctx context.Context, window time.Duration) int {
+	var all []*Session
+	g.sessions.each(func(s *Session) { all = append(all, s) })
+	// Random order: no user, app or connection age is always moved first.
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	rounds := max(int(window/drainStep), 1)
+	d := protocol.Directive{Action: protocol.ActionRedirect, Code: protocol.CloseDraining,
+		Reason: "node draining", RetryAfterMS: drainStep.Milliseconds()}
+	t := time.NewTicker(drainStep)
+	defer t.Stop()
+	moved := 0
+	for r := 0; moved < len(all); r++ {
+		n := (len(all) - moved + (rounds - r) - 1) / max(rounds-r, 1)
+		for _, s := range all[moved : moved+n] {
+			s.directive(d)
+		}
+		moved += n
+		if moved == len(all) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return moved
+		case <-t.C:
+		}
+	}
+	return moved
+}
+
+// catchUp schedules a resync for sessions whose subscriptions were just
+// made: in a NATS cluster, a new interest takes a moment to reach the other
+// servers, which meanwhile drop what is published to it. The client's sync
+// at connect covers what was committed before it; this one, CatchUp later,
+// covers the propagation window.
+type catchUp struct {
+	mu      sync.Mutex
+	pending []catchUpEntry
+}
+
+type catchUpEntry struct {
+	s  *Session
+	at time.Time
+}
+
+// maxCatchUp bounds the queue; past it a connect or join gets no catch-up
+// (the next message in its conversations would still reveal any gap).
+const maxCatchUp = 1 << 20
+
+func (c *catchUp) add(s *Session, at time.Time) {
+	c.mu.Lock()
+	if len(c.pending) < maxCatchUp {
+		c.pending = append(c.pending, catchUpEntry{s, at})
+	}
+	c.mu.Unlock()
+}
+
+// due removes and returns the sessions scheduled at or before now.
+func (c *catchUp) due(now time.Time) []*Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for n < len(c.pending) && !c.pending[n].at.After(now) {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]*Session, n)
+	for i, e := range c.pending[:n] {
+		out[i] = e.s
+	}
+	c.pending = append(c.pending[:0], c.pending[n:]...)
+	return out
+}
+
+// scheduleCatchUp queues s for a resync after the configured delay.
+func (g *Gateway) scheduleCatchUp(s *Session) {
+	if g.o.CatchUp > 0 {
+		g.catchUps.add(s, g.now().Add(g.o.CatchUp))
+	}
+}

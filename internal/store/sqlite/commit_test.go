@@ -1,0 +1,328 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/floodgate/floodgate/internal/store"
+)
+
+// gatedStore is a store whose committer can be held: the first OnCommit
+// call blocks until release, so appends made meanwhile pile up in the queue
+// and the test decides what the next batch holds. No timing is involved:
+// the test waits for the queue to reach a length, then releases.
+type gatedStore struct {
+	*Store
+	path    string
+	entered chan struct{}
+	release chan struct{}
+
+	mu      sync.Mutex
+	batches []int
+}
+
+func newGatedStore(t *testing.T, o Options) *gatedStore {
+	t.Helper()
+	g := &gatedStore{
+		path:    filepath.Join(t.TempDir(), "db"),
+		entered: make(chan struct{}),
+		release: make(chan struct{}),
+	}
+	var once sync.Once
+	o.OnCommit = func(n int, _ time.Duration) {
+		g.mu.Lock()
+		g.batches = append(g.batches, n)
+		g.mu.Unlock()
+		once.Do(func() {
+			close(g.entered)
+			<-g.release
+		})
+	}
+	if o.Sync == "" {
+		o.Sync = "normal"
+	}
+	g.Store = openTest(t, g.path, o)
+	// Released at the end at the latest, so Close never waits on the gate.
+	t.Cleanup(g.open)
+	ctx := t.Context()
+	if err := g.CreateApp(ctx, store.App{ID: "a", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if _, err := g.CreateConversation(ctx, store.Conversation{App: "a", ID: fmt.Sprintf("g:%d", i), Kind: store.KindGroup}, []string{"alice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return g
+}
+
+// hold makes one append and returns once the committer is blocked after
+// committing it.
+func (g *gatedStore) hold(t *testing.T) {
+	t.Helper()
+	if _, err := g.AppendMessage(t.Context(), store.NewMessage{App: "a", Conv: "g:0", Body: []byte(`"hold"`)}); err != nil {
+		t.Fatalf("AppendMessage: %v", err)
+	}
+	select {
+	case <-g.entered:
+	case <-t.Context().Done():
+		t.Fatal("committer never called OnCommit")
+	}
+}
+
+// open releases the committer; it may be called more than once.
+func (g *gatedStore) open() {
+	select {
+	case <-g.release:
+	default:
+		close(g.release)
+	}
+}
+
+// waitQueued waits until n appends are queued behind the held committer.
+func (g *gatedStore) waitQueued(t *testing.T, n int) {
+	t.Helper()
+	for len(g.queue) < n {
+		if t.Context().Err() != nil {
+			t.Fatalf("only %d of %d appends queued", len(g.queue), n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// sizes returns the batch sizes OnCommit saw. It closes the store first:
+// waiters are answered before OnCommit runs, so only a stopped committer
+// has reported every batch.
+func (g *gatedStore) sizes(t *testing.T) []int {
+	t.Helper()
+	if err := g.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.batches)
+}
+
+type result struct {
+	m   store.NewMessage
+	a   store.Appended
+	err error
+}
+
+// appendAll starts one goroutine per message and returns a function that
+// waits for them and returns their results in the order of msgs.
+func appendAll(ctx context.Context, s store.Store, msgs []store.NewMessage) func() []result {
+	out := make([]result, len(msgs))
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		wg.Go(func() {
+			a, err := s.AppendMessage(ctx, m)
+			out[i] = result{m, a, err}
+		})
+	}
+	return func() []result { wg.Wait(); return out }
+}
+
+func TestGroupCommitBatches(t *testing.T) {
+	g := newGatedStore(t, Options{})
+	g.hold(t)
+
+	// 64 appends: most to four conversations, some to a missing one, and
+	// pairs sharing a client id, so one batch must handle all three cases.
+	var msgs []store.NewMessage
+	for i := range 64 {
+		m := store.NewMessage{App: "a", Conv: fmt.Sprintf("g:%d", i%4), Sender: fmt.Sprintf("u%d", i%8), Body: []byte(fmt.Sprint(i))}
+		switch {
+		case i%16 == 15:
+			m.Conv = "g:missing"
+		case i%8 < 2:
+			m.Sender, m.ClientMsgID = "twin", fmt.Sprintf("c%d", i/8)
+			m.Conv = "g:1"
+		}
+		msgs = append(msgs, m)
+	}
+	wait := appendAll(t.Context(), g, msgs)
+	g.waitQueued(t, len(msgs))
+	g.open()
+	results := wait()
+
+	if got, want := g.sizes(t), []int{1, 64}; !slices.Equal(got, want) {
+		t.Fatalf("OnCommit saw batches %v, want %v: the 64 queued appends were not committed together", got, want)
+	}
+	perConv := map[string][]uint64{}
+	dups := map[string]int{}
+	for _, r := range results {
+		switch {
+		case r.m.Conv == "g:missing":
+			if !errors.Is(r.err, store.ErrNotFound) {
+				t.Errorf("append to a missing conversation: %v, want ErrNotFound", r.err)
+			}
+		case r.err != nil:
+			t.Errorf("append: %v", r.err)
+		case r.a.Duplicate:
+			dups[r.m.ClientMsgID]++
+		default:
+			perConv[r.m.Conv] = append(perConv[r.m.Conv], r.a.Seq)
+		}
+	}
+	if len(dups) != 8 {
+		t.Errorf("duplicates within the batch: %v, want one for each of 8 client ids", dups)
+	}
+	for conv, seqs := range perConv {
+		slices.Sort(seqs)
+		first := uint64(1)
+		if conv == "g:0" {
+			first = 2 // after the append that held the committer
+		}
+		for i, seq := range seqs {
+			if seq != first+uint64(i) {
+				t.Errorf("%s: seqs %v, want %d, %d, … with no gap", conv, seqs, first, first+1)
+				break
+			}
+		}
+	}
+}
+
+func TestGroupCommitMaxBatch(t *testing.T) {
+	g := newGatedStore(t, Options{MaxBatch: 10})
+	g.hold(t)
+	var msgs []store.NewMessage
+	for i := range 25 {
+		msgs = append(msgs, store.NewMessage{App: "a", Conv: "g:1", Sender: "alice", Body: []byte(fmt.Sprint(i))})
+	}
+	wait := appendAll(t.Context(), g, msgs)
+	g.waitQueued(t, len(msgs))
+	g.open()
+	for _, r := range wait() {
+		if r.err != nil {
+			t.Errorf("append: %v", r.err)
+		}
+	}
+	if got, want := g.sizes(t), []int{1, 10, 10, 5}; !slices.Equal(got, want) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	g := newGatedStore(t, Options{QueueSize: 4})
+	g.hold(t)
+	var msgs []store.NewMessage
+	for i := range 4 {
+		msgs = append(msgs, store.NewMessage{App: "a", Conv: "g:1", Body: []byte(fmt.Sprint(i))})
+	}
+	wait := appendAll(t.Context(), g, msgs)
+	g.waitQueued(t, 4)
+	_, err := g.AppendMessage(t.Context(), store.NewMessage{App: "a", Conv: "g:1", Body: []byte(`"over"`)})
+	if !errors.Is(err, store.ErrBusy) {
+		t.Errorf("append to a full queue: %v, want ErrBusy", err)
+	}
+	g.open()
+	for _, r := range wait() {
+		if r.err != nil {
+			t.Errorf("queued append: %v", r.err)
+		}
+	}
+	if c, _ := g.Conversation(t.Context(), "a", "g:1"); c.LastSeq != 4 {
+		t.Errorf("LastSeq = %d, want 4: the refused append must write nothing", c.LastSeq)
+	}
+}
+
+func TestCanceledWhileQueued(t *testing.T) {
+	g := newGatedStore(t, Options{})
+	g.hold(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	wait := appendAll(ctx, g, []store.NewMessage{{App: "a", Conv: "g:1", Sender: "alice", ClientMsgID: "c", Body: []byte(`"late"`)}})
+	g.waitQueued(t, 1)
+	cancel()
+	if r := wait()[0]; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("append whose ctx ended while queued: %v, want context.Canceled", r.err)
+	}
+	g.open()
+	// A later append goes through the committer after the canceled one, so
+	// once it is acknowledged the canceled one has been dealt with.
+	a, err := g.AppendMessage(t.Context(), store.NewMessage{App: "a", Conv: "g:1", Sender: "bob", Body: []byte(`"next"`)})
+	if err != nil || a.Seq != 1 {
+		t.Errorf("next append = seq %d, %v; want seq 1: the canceled append was written", a.Seq, err)
+	}
+}
+
+func TestCommitFailureFailsBatch(t *testing.T) {
+	g := newGatedStore(t, Options{})
+	if _, err := g.w.ExecContext(t.Context(), `CREATE TRIGGER boom BEFORE INSERT ON messages
+		WHEN NEW.sender = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
+		t.Fatal(err)
+	}
+	g.hold(t)
+	var msgs []store.NewMessage
+	for i := range 10 {
+		sender := "alice"
+		if i == 7 {
+			sender = "boom"
+		}
+		msgs = append(msgs, store.NewMessage{App: "a", Conv: fmt.Sprintf("g:%d", 1+i%3), Sender: sender, ClientMsgID: fmt.Sprint(i), Body: []byte(`1`)})
+	}
+	wait := appendAll(t.Context(), g, msgs)
+	g.waitQueued(t, len(msgs))
+	g.open()
+	for _, r := range wait() {
+		if r.err == nil || errors.Is(r.err, store.ErrNotFound) {
+			t.Errorf("append in a failed batch: %v, want the commit's error", r.err)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		if c, _ := g.Conversation(t.Context(), "a", fmt.Sprintf("g:%d", i)); c.LastSeq != 0 {
+			t.Errorf("g:%d LastSeq = %d after a failed batch, want 0", i, c.LastSeq)
+		}
+	}
+	if _, err := g.w.ExecContext(t.Context(), `DROP TRIGGER boom`); err != nil {
+		t.Fatal(err)
+	}
+	// The client's resend succeeds, with no gap left by the failed batch.
+	a, err := g.AppendMessage(t.Context(), msgs[1])
+	if err != nil || a.Seq != 1 || a.Duplicate {
+		t.Errorf("resend after the failure = %+v, %v; want seq 1, new", a, err)
+	}
+	if got := g.sizes(t); !slices.Equal(got, []int{1, 1}) {
+		t.Errorf("OnCommit saw %v, want [1 1]: a failed batch is not a commit", got)
+	}
+}
+
+func TestCloseDrainsQueue(t *testing.T) {
+	g := newGatedStore(t, Options{Sync: "full"})
+	g.hold(t)
+	var msgs []store.NewMessage
+	for i := range 20 {
+		msgs = append(msgs, store.NewMessage{App: "a", Conv: "g:2", Sender: "alice", Body: []byte(fmt.Sprint(i))})
+	}
+	wait := appendAll(t.Context(), g, msgs)
+	g.waitQueued(t, len(msgs))
+	closed := make(chan error, 1)
+	go func() { closed <- g.Close() }()
+	for !g.closed.Load() {
+		runtime.Gosched()
+	}
+	if _, err := g.AppendMessage(t.Context(), msgs[0]); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("append while closing: %v, want ErrClosed", err)
+	}
+	g.open()
+	for _, r := range wait() {
+		if r.err != nil {
+			t.Errorf("append queued before Close: %v, want it written", r.err)
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s := openTest(t, g.path, Options{})
+	if c, err := s.Conversation(t.Context(), "a", "g:2"); err != nil || c.LastSeq != 20 {
+		t.Errorf("after reopening: %+v, %v; want LastSeq 20", c, err)
+	}
+}
