@@ -151,7 +151,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	api.Register(mux, api.Options{Gateway: s.gw, Store: s.st, AdminToken: s.adminToken,
 		SecretGrace: cfg.SecretGrace, Logger: s.log})
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	// No TCP keep-alive on client connections: the protocol's ping finds a
+	// dead peer within two intervals, and the keep-alive options would cost
+	// four setsockopt calls on every accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	if s.ln, err = lc.Listen(context.Background(), "tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	if cfg.TLSCert != "" {
