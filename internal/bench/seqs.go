@@ -22,6 +22,10 @@ type seqTracker struct {
 	live      uint64 // distinct seqs received as live events
 	dups      uint64 // live events for a seq already received
 	recovered uint64 // seqs received only from the final sync
+	// late holds seqs taken from the final sync that may still arrive
+	// live, queued behind the sync at the server: such an event is late,
+	// not a second delivery. At most recovered entries.
+	late map[uint64]struct{}
 }
 
 func newSeqTracker(base uint64) *seqTracker {
@@ -63,6 +67,12 @@ func (t *seqTracker) add(seq uint64) {
 func (t *seqTracker) Live(seq uint64) (dup bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, ok := t.late[seq]; ok {
+		delete(t.late, seq)
+		t.recovered--
+		t.live++
+		return false
+	}
 	if seq == 0 || t.has(seq) {
 		t.dups++
 		return true
@@ -74,7 +84,8 @@ func (t *seqTracker) Live(seq uint64) (dup bool) {
 
 // Recover records a message fetched by sync: it fills a gap, or is
 // ignored when it had already arrived live (sync and live events overlap
-// by design, so that is not a duplicate).
+// by design, so that is not a duplicate). A live event for it may still
+// follow, and is not a duplicate either.
 func (t *seqTracker) Recover(seq uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -83,6 +94,10 @@ func (t *seqTracker) Recover(seq uint64) {
 	}
 	t.add(seq)
 	t.recovered++
+	if t.late == nil {
+		t.late = make(map[uint64]struct{})
+	}
+	t.late[seq] = struct{}{}
 }
 
 // Contig returns the seq up to which everything was received.

@@ -95,3 +95,25 @@ func TestTallyAdd(t *testing.T) {
 		t.Fatalf("%+v", got)
 	}
 }
+
+func TestSeqTrackerLiveAfterRecoverIsLateNotDuplicate(t *testing.T) {
+	tr := newSeqTracker(0)
+	tr.Live(1)
+	missing := tr.Missing(3)
+	tr.Recover(2)
+	tr.Recover(3)
+	// Seq 2 was still queued at the server behind the sync reply; a second
+	// live copy of seq 3 after that is a real duplicate.
+	if tr.Live(2) {
+		t.Fatal("a live event after the sync fetched it counted as a duplicate")
+	}
+	tr.Live(3)
+	if !tr.Live(3) {
+		t.Fatal("a second live event for seq 3 was not a duplicate")
+	}
+	got := tr.tally(3, missing)
+	want := Tally{Expected: 3, LiveMissing: 2, Recovered: 0, Duplicates: 1}
+	if got != want {
+		t.Fatalf("tally %+v, want %+v", got, want)
+	}
+}
