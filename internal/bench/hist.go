@@ -21,7 +21,6 @@ import (
 // must not run concurrently with Record (read a Snapshot instead).
 type Histogram struct {
 	counts [numBuckets]atomic.Uint64
-	n      atomic.Uint64
 	sum    atomic.Uint64 // nanoseconds; wraps only after ~584 years of latency
 	min    atomic.Int64  // math.MaxInt64 when empty
 	max    atomic.Int64
@@ -72,7 +71,6 @@ func bucketBounds(i int) (lo, hi int64) {
 func (h *Histogram) Record(d time.Duration) {
 	v := max(int64(d), 0)
 	h.counts[bucketOf(v)].Add(1)
-	h.n.Add(1)
 	h.sum.Add(uint64(v))
 	for {
 		cur := h.min.Load()
@@ -90,16 +88,18 @@ func (h *Histogram) Record(d time.Duration) {
 
 // Snapshot returns the histogram's content in its serialisable, mergeable
 // form. It may run concurrently with Record; recordings made meanwhile may
-// be partly included.
+// be partly included, but Count is always the sum of the buckets taken (a
+// separate counter read first would disagree with them under load).
 func (h *Histogram) Snapshot() HistData {
-	d := HistData{Count: h.n.Load(), SumNS: h.sum.Load(), MaxNS: h.max.Load()}
-	if d.Count > 0 {
-		d.MinNS = h.min.Load()
-	}
+	d := HistData{SumNS: h.sum.Load(), MaxNS: h.max.Load()}
 	for i := range h.counts {
 		if c := h.counts[i].Load(); c > 0 {
 			d.Buckets = append(d.Buckets, [2]uint64{uint64(i), c})
+			d.Count += c
 		}
+	}
+	if d.Count > 0 {
+		d.MinNS = h.min.Load()
 	}
 	return d
 }

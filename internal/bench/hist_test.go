@@ -168,3 +168,31 @@ func TestHistDataSurvivesJSON(t *testing.T) {
 		t.Fatal("histogram changed through JSON")
 	}
 }
+
+// A snapshot taken while recordings go on must still validate: a report
+// once failed with "buckets hold N recordings, count says M".
+func TestHistogramSnapshotDuringRecordsIsConsistent(t *testing.T) {
+	h := NewHistogram()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+				h.Record(time.Duration(i%5000) * time.Microsecond)
+			}
+		}
+	}()
+	for range 200 {
+		if err := h.Snapshot().Validate(); err != nil {
+			close(stop)
+			<-done
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-done
+}

@@ -71,6 +71,7 @@ type NATS struct {
 	wg      sync.WaitGroup
 	stop    chan struct{}
 	limit   *rate.Limiter // subscribe and unsubscribe operations
+	flushes flushGroup
 
 	mu     sync.RWMutex
 	subs   map[Topic]*nats.Subscription
@@ -374,12 +375,12 @@ func (b *NATS) unsubscribeWild(t Topic) error {
 // flush waits for the server to process everything sent so far. NATS
 // insists on a deadline; a caller without one gets flushTimeout.
 func (b *NATS) flush(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+	return b.flushes.do(ctx, func() error {
+		// Not ctx: the round trip answers every caller of the wave.
+		fctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 		defer cancel()
-	}
-	return b.nc.FlushWithContext(ctx)
+		return b.nc.FlushWithContext(fctx)
+	})
 }
 
 // flushTimeout is long enough for a loaded NATS cluster to answer a PING,

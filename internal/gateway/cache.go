@@ -21,7 +21,28 @@ type appCache struct {
 
 	mu sync.Mutex
 	m  map[string]appEntry
+	// loading holds the store reads in progress, one per app: after a
+	// restart every client of an app authenticates at once, and they all
+	// wait for one read instead of each making its own. Its size is
+	// bounded by the auth requests in progress.
+	loading map[string]*appLoad
 }
+
+// appLoad is one store read of an app that concurrent misses share; e and
+// err are set before done is closed.
+type appLoad struct {
+	done chan struct{}
+	e    appEntry
+	err  error
+	// stale (under appCache.mu): the app changed during the read, whose
+	// result is then given to its waiters but not cached.
+	stale bool
+}
+
+// appLoadTimeout bounds a shared read of an app. It does not depend on the
+// context of the request that started it, whose end must not fail the
+// others waiting for the same read.
+const appLoadTimeout = 5 * time.Second
 
 type appEntry struct {
 	app store.App
@@ -35,10 +56,52 @@ func (c *appCache) get(ctx context.Context, id string) (appEntry, error) {
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.m[id]
-	c.mu.Unlock()
 	if ok && now.Sub(e.at) < c.ttl {
+		c.mu.Unlock()
 		return e, nil
 	}
+	l, ok := c.loading[id]
+	if !ok {
+		// This caller reads for everyone.
+		l = &appLoad{done: make(chan struct{})}
+		if c.loading == nil {
+			c.loading = make(map[string]*appLoad)
+		}
+		c.loading[id] = l
+		c.mu.Unlock()
+		c.load(id, now, l)
+		return l.e, l.err
+	}
+	c.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.e, l.err
+	case <-ctx.Done():
+		return appEntry{}, ctx.Err()
+	}
+}
+
+// load reads app id for the callers of get waiting on l, caches it and
+// wakes them. It always ends within appLoadTimeout.
+func (c *appCache) load(id string, now time.Time, l *appLoad) {
+	ctx, cancel := context.WithTimeout(context.Background(), appLoadTimeout)
+	defer cancel()
+	l.e, l.err = c.read(ctx, id, now)
+	c.mu.Lock()
+	if c.loading[id] == l {
+		delete(c.loading, id)
+	}
+	if l.err == nil && !l.stale {
+		if len(c.m) >= c.max {
+			evictOne(c.m)
+		}
+		c.m[id] = l.e
+	}
+	c.mu.Unlock()
+	close(l.done)
+}
+
+func (c *appCache) read(ctx context.Context, id string, now time.Time) (appEntry, error) {
 	a, err := c.st.App(ctx, id)
 	if err != nil {
 		return appEntry{}, err
@@ -47,19 +110,16 @@ func (c *appCache) get(ctx context.Context, id string) (appEntry, error) {
 	if err != nil {
 		return appEntry{}, err
 	}
-	e = appEntry{app: a, revoked: revoked, at: now}
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		evictOne(c.m)
-	}
-	c.m[id] = e
-	c.mu.Unlock()
-	return e, nil
+	return appEntry{app: a, revoked: revoked, at: now}, nil
 }
 
 func (c *appCache) drop(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
+	if l, ok := c.loading[id]; ok {
+		l.stale = true
+		delete(c.loading, id)
+	}
 	c.mu.Unlock()
 }
 

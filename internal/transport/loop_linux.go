@@ -5,6 +5,7 @@ package transport
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +40,8 @@ type loop struct {
 	poll func(fd uintptr) bool
 	n    int
 	err  error
+	// stopping is set by stop before it closes the epoll file.
+	stopping atomic.Bool
 }
 
 // loopEvents is how many notifications one epoll_wait returns at most.
@@ -67,7 +70,10 @@ func newLoop(s *Server) (*loop, error) {
 
 // stop makes the loop's goroutine exit, and closes the epoll instance once
 // it has.
-func (l *loop) stop() { _ = l.file.Close() }
+func (l *loop) stop() {
+	l.stopping.Store(true)
+	_ = l.file.Close()
+}
 
 // pollOnce takes the notifications there are, without waiting; it returns
 // false when there are none, which makes RawConn.Read wait until there are.
@@ -81,7 +87,10 @@ func (l *loop) run() {
 	defer l.srv.wg.Done()
 	for {
 		if err := l.rc.Read(l.poll); err != nil {
-			if !errors.Is(err, os.ErrClosed) {
+			// Closing the file is how stop ends the wait; RawConn.Read
+			// reports it as internal/poll's "use of closed file", which is
+			// not os.ErrClosed.
+			if !l.stopping.Load() && !errors.Is(err, os.ErrClosed) {
 				l.srv.log.Error("event loop stopped", "err", err)
 			}
 			return
