@@ -127,6 +127,9 @@ func (s *Store) commit(batch []*appendReq) {
 			r.res, r.err = store.Appended{}, err
 		}
 	}
+	if err == nil {
+		s.commits.Add(1)
+	}
 	// Waiters first: the hook is bookkeeping and must not delay an ack.
 	for _, r := range batch {
 		close(r.done)

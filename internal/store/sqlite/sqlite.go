@@ -73,11 +73,15 @@ type Options struct {
 // Store is a store.Store on a SQLite database. It is safe for concurrent
 // use. It owns one goroutine, the committer, which Close stops.
 type Store struct {
-	w, r     *sql.DB // the one writer connection; the reader pool
-	now      func() time.Time
-	log      *slog.Logger
-	onCommit func(int, time.Duration)
-	maxBatch int
+	w, r    *sql.DB // the one writer connection; the reader pool
+	ckpt    *sql.DB // one connection for background checkpoints
+	commits atomic.Uint64
+	// ckptStop ends checkpointLoop, which closes ckptDone as it returns.
+	ckptStop, ckptDone chan struct{}
+	now                func() time.Time
+	log                *slog.Logger
+	onCommit           func(int, time.Duration)
+	maxBatch           int
 
 	// mu orders AppendMessage's enqueue against Close's close of queue, so
 	// no request is sent on a closed channel or left in it unanswered.
@@ -141,8 +145,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	// A 64 MiB page cache for the writer: a group commit touches a row of
 	// every conversation and member it writes to, and with the default 2 MB
 	// cache those pages are read back from the file on every batch.
+	// The writer checkpoints only as a backstop: see checkpoint.go.
 	w, err := sql.Open("sqlite", dsn(o.Path, "immediate",
-		busy, "journal_mode(WAL)", "synchronous("+syncMode+")", "foreign_keys(1)", "cache_size(-65536)"))
+		busy, "journal_mode(WAL)", "synchronous("+syncMode+")", "foreign_keys(1)", "cache_size(-65536)",
+		fmt.Sprintf("wal_autocheckpoint(%d)", walBackstopPages)))
 	if err != nil {
 		return nil, err
 	}
@@ -169,17 +175,27 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
+	ckpt, err := sql.Open("sqlite", dsn(o.Path, "deferred", busy, "synchronous("+syncMode+")"))
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	ckpt.SetMaxOpenConns(1)
 	readers := max(4, 2*runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(readers)
 	r.SetMaxIdleConns(readers)
 	if err := r.PingContext(ctx); err != nil {
+		ckpt.Close()
 		r.Close()
 		w.Close()
 		return nil, err
 	}
 
 	s := &Store{
-		w: w, r: r,
+		w: w, r: r, ckpt: ckpt,
+		ckptStop: make(chan struct{}),
+		ckptDone: make(chan struct{}),
 		now:      o.Now,
 		log:      o.Logger,
 		onCommit: o.OnCommit,
@@ -189,11 +205,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	if err := s.stmts.prepare(ctx, w); err != nil {
 		s.stmts.close()
+		ckpt.Close()
 		r.Close()
 		w.Close()
 		return nil, err
 	}
 	go s.commitLoop()
+	go s.checkpointLoop(ckpt, s.ckptStop, s.ckptDone)
 	return s, nil
 }
 
@@ -222,10 +240,17 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 
 		<-s.done
+		close(s.ckptStop)
+		<-s.ckptDone
 		s.stmts.close()
+		// Leave the database file complete and the WAL empty; a failure
+		// loses nothing (the WAL is replayed on the next open).
+		if err := checkpoint(s.ckpt, "TRUNCATE"); err != nil {
+			s.log.Warn("sqlite: final checkpoint", "err", err)
+		}
 		// database/sql lets calls already running finish on their
 		// connections, and closes each as it is released.
-		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+		s.closeErr = errors.Join(s.ckpt.Close(), s.r.Close(), s.w.Close())
 	})
 	if !first {
 		return nil
