@@ -23,11 +23,12 @@ type Config struct {
 	TLSKey       string `flag:"tls-key" usage:"PEM private key file"`
 	TLSHybridKEX bool   `flag:"tls-hybrid-kex" usage:"offer the post-quantum hybrid key exchange X25519MLKEM768 to TLS clients; false uses X25519 and P-256 only, about 35% less CPU per full handshake"`
 
-	DataDir     string `flag:"data-dir" usage:"directory for the embedded SQLite database and the generated admin token"`
-	Store       string `flag:"store" usage:"store URL: empty for SQLite in --data-dir, sqlite:PATH, or postgres://…"`
-	SQLiteSync  string `flag:"sqlite-sync" usage:"SQLite synchronous mode: full (durable across power loss) or normal (durable across process crash)"`
-	AppendBatch int    `flag:"append-batch" usage:"most messages written in one group-commit transaction"`
-	AppendQueue int    `flag:"append-queue" usage:"most messages waiting for group commit; beyond it sends fail with 'unavailable'"`
+	DataDir      string        `flag:"data-dir" usage:"directory for the embedded SQLite database and the generated admin token"`
+	Store        string        `flag:"store" usage:"store URL: empty for SQLite in --data-dir, sqlite:PATH, or postgres://…"`
+	SQLiteSync   string        `flag:"sqlite-sync" usage:"SQLite synchronous mode: full (durable across power loss) or normal (durable across process crash)"`
+	AppendBatch  int           `flag:"append-batch" usage:"most messages written in one group-commit transaction"`
+	AppendQueue  int           `flag:"append-queue" usage:"most messages waiting for group commit; beyond it sends fail with 'unavailable'"`
+	CommitWindow time.Duration `flag:"commit-window" usage:"SQLite: how long a group commit waits for more messages to join it (0: none); more messages per fsync under moderate load, that much more ack latency"`
 
 	NATSURLs      []string      `flag:"nats-url" usage:"external NATS server URL(s), comma-separated; empty runs NATS in-process"`
 	NATSListen    string        `flag:"nats-listen" usage:"also expose the in-process NATS server on this address (empty: in-process only)"`
@@ -74,7 +75,8 @@ func Default() Config {
 		AppendBatch:  512,
 		// Enough for a burst of sends from every connection of a busy node
 		// while one fsync completes; beyond it senders are told to retry.
-		AppendQueue: 16384,
+		AppendQueue:  16384,
+		CommitWindow: time.Millisecond,
 
 		SubscribeRate: 10000,
 		CatchUpDelay:  2 * time.Second,

@@ -205,7 +205,7 @@ func (s *Server) openStore(ctx context.Context) error {
 			path = filepath.Join(s.cfg.DataDir, "floodgate.db")
 		}
 		st, err = sqlite.Open(ctx, sqlite.Options{Path: path, Sync: s.cfg.SQLiteSync, MaxBatch: s.cfg.AppendBatch,
-			QueueSize: s.cfg.AppendQueue, Logger: s.log, OnCommit: onCommit})
+			CommitWindow: s.cfg.CommitWindow, QueueSize: s.cfg.AppendQueue, Logger: s.log, OnCommit: onCommit})
 	}
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)

@@ -98,22 +98,45 @@ func (s *Store) commitLoop() {
 			return
 		}
 		batch = append(batch[:0], r)
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case r, ok := <-s.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
+		batch = s.fill(batch)
 		s.commit(batch)
 		// Let answered requests (and their bodies) be collected.
 		clear(batch)
 	}
+}
+
+// fill adds to batch what is queued, then, with a commit window, what
+// arrives within it, until the batch is full or the queue closed.
+func (s *Store) fill(batch []*appendReq) []*appendReq {
+	for len(batch) < s.maxBatch {
+		select {
+		case r, ok := <-s.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	if s.window <= 0 || len(batch) >= s.maxBatch {
+		return batch
+	}
+	t := time.NewTimer(s.window)
+	defer t.Stop()
+	for len(batch) < s.maxBatch {
+		select {
+		case r, ok := <-s.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-t.C:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit writes batch in one transaction and answers every request in it.

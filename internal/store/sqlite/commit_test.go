@@ -326,3 +326,46 @@ func TestCloseDrainsQueue(t *testing.T) {
 		t.Errorf("after reopening: %+v, %v; want LastSeq 20", c, err)
 	}
 }
+
+// With a commit window, appends that arrive after the committer took the
+// first one still join its batch; the batch commits as soon as it is full,
+// without waiting for the rest of the window.
+func TestCommitWindowGathersABatch(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	s := openTest(t, filepath.Join(t.TempDir(), "db"), Options{Sync: "normal", MaxBatch: 5, CommitWindow: time.Minute,
+		OnCommit: func(n int, _ time.Duration) {
+			mu.Lock()
+			batches = append(batches, n)
+			mu.Unlock()
+		}})
+	ctx := t.Context()
+	if err := s.CreateApp(ctx, store.App{ID: "a", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateConversation(ctx, store.Conversation{App: "a", ID: "g", Kind: store.KindGroup}, []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
+	first := appendAll(ctx, s, []store.NewMessage{{App: "a", Conv: "g", Sender: "alice", Body: []byte(`0`)}})
+	// The committer has taken the first append once the queue is empty;
+	// without a window it would commit it alone now.
+	for len(s.queue) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	var rest []store.NewMessage
+	for i := 1; i < 5; i++ {
+		rest = append(rest, store.NewMessage{App: "a", Conv: "g", Sender: "alice", Body: []byte(fmt.Sprint(i))})
+	}
+	others := appendAll(ctx, s, rest)
+	results := append(first(), others()...)
+	for _, r := range results {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(batches, []int{5}) {
+		t.Fatalf("batches %v, want one of 5", batches)
+	}
+}
