@@ -42,6 +42,7 @@ type Config struct {
 	AdminToken      string        `flag:"admin-token" usage:"bearer token for the admin API (default: generated on first start and kept in --data-dir)"`
 	SecretGrace     time.Duration `flag:"secret-grace" usage:"how long an app's previous secret still verifies tokens after rotation"`
 	AuthTimeout     time.Duration `flag:"auth-timeout" usage:"a connection must authenticate within this time"`
+	MaxPendingAuth  int           `flag:"max-pending-auth" usage:"most connections open and not yet authenticated; beyond it upgrades get HTTP 503 with Retry-After, so a reconnect storm is shed while auth is slow (0: no limit)"`
 	PingInterval    time.Duration `flag:"ping-interval" usage:"interval clients must ping at; silence for two intervals closes the connection"`
 	WriteTimeout    time.Duration `flag:"write-timeout" usage:"deadline for writing to one client"`
 	ShutdownTimeout time.Duration `flag:"shutdown-timeout" usage:"on SIGTERM, how long to wait for connections to close and the store to flush"`
@@ -87,6 +88,7 @@ func Default() Config {
 
 		SecretGrace:     24 * time.Hour,
 		AuthTimeout:     5 * time.Second,
+		MaxPendingAuth:  0,
 		PingInterval:    25 * time.Second,
 		WriteTimeout:    10 * time.Second,
 		ShutdownTimeout: 10 * time.Second,

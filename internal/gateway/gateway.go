@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/floodgate/floodgate/internal/bus"
@@ -50,6 +51,9 @@ type Options struct {
 	Limits Limits
 	// AuthTimeout: a connection must authenticate within it (default 5s).
 	AuthTimeout time.Duration
+	// MaxPendingAuth bounds the connections open and not yet
+	// authenticated; beyond it Admit refuses new ones. 0: no bound.
+	MaxPendingAuth int
 	// PingInterval is announced to clients (default 25s).
 	PingInterval time.Duration
 	// RequestTimeout bounds the store and bus calls of one request
@@ -92,6 +96,8 @@ type Gateway struct {
 	hub   *hub
 	apps  *appCache
 	convs *convCache
+	// pendingAuth counts open connections not yet authenticated (Admit).
+	pendingAuth atomic.Int64
 
 	ctx    context.Context // ends when the gateway closes; parent of request contexts
 	cancel context.CancelFunc
@@ -183,9 +189,26 @@ func (g *Gateway) janitor() {
 // Open implements transport.Handler.
 func (g *Gateway) Open(c transport.Conn) transport.Session {
 	s := &Session{g: g, conn: c, id: g.newSessionID()}
+	g.pendingAuth.Add(1)
 	c.SetIdleTimeout(g.o.AuthTimeout, protocol.CloseAuthTimeout)
 	g.sessions.add(s)
 	return s
+}
+
+// Admit reports whether the node should take one more connection now: not
+// while MaxPendingAuth connections are open and not yet authenticated. In
+// a reconnect storm that number grows with the time an auth takes, so the
+// node refuses upgrades (cheaply, with HTTP 503 and Retry-After) as soon as
+// it is slow, instead of accepting connections whose auth would time out.
+func (g *Gateway) Admit() bool {
+	if g.o.MaxPendingAuth <= 0 {
+		return true
+	}
+	if g.pendingAuth.Load() < int64(g.o.MaxPendingAuth) {
+		return true
+	}
+	g.m.LimitHits.WithLabelValues("pending_auth").Inc()
+	return false
 }
 
 // OversizeFrame is the frame the transport sends before closing a

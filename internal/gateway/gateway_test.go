@@ -12,8 +12,10 @@ import (
 
 	"github.com/floodgate/floodgate/internal/bus"
 	"github.com/floodgate/floodgate/internal/metrics"
+	"github.com/floodgate/floodgate/internal/store"
 	"github.com/floodgate/floodgate/internal/store/memstore"
 	"github.com/floodgate/floodgate/protocol"
+	"github.com/floodgate/floodgate/token"
 )
 
 // fakeConn is a transport.Conn that records what is sent to it.
@@ -321,5 +323,48 @@ func TestEntrySessions(t *testing.T) {
 	}
 	if len(e.sessions) != 0 || e.index != nil {
 		t.Fatal("not empty")
+	}
+}
+
+// Admit refuses connections once MaxPendingAuth are open and not yet
+// authenticated; a session leaves the count once, when it authenticates or
+// closes, whichever comes first.
+func TestAdmitBoundsPendingAuth(t *testing.T) {
+	fb := newFakeBus()
+	g := New(Options{Node: "n1", Store: memstore.New(memstore.Options{}), Metrics: metrics.New(), MaxPendingAuth: 2,
+		Limits: Limits{MaxFrameBytes: 1 << 16, MaxBodyBytes: 1 << 14, MaxRooms: 10, MaxSyncConvs: 100,
+			MaxGroupMembers: 100, MaxPresence: 5, PresenceMembers: 50, Rate: 1e6, Burst: 1e6}})
+	fb.h = g
+	g.Start(fb)
+	t.Cleanup(g.Close)
+	ctx := t.Context()
+	if err := g.st.CreateApp(ctx, store.App{ID: "app1", Name: "a", Secret: "secret"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := token.Mint("secret", token.Claims{User: "alice", App: "app1", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if !g.Admit() {
+		t.Fatal("refused with no connection pending")
+	}
+	a := g.Open(&fakeConn{id: 1}).(*Session)
+	b := g.Open(&fakeConn{id: 2}).(*Session)
+	if g.Admit() {
+		t.Fatal("admitted a third connection with two pending and MaxPendingAuth 2")
+	}
+	a.Frame(fmt.Appendf(nil, `{"id":1,"op":"auth","args":{"app":"app1","token":%q}}`, tok))
+	if !a.authed.Load() {
+		t.Fatal("auth failed")
+	}
+	if !g.Admit() {
+		t.Fatal("still refusing after one pending connection authenticated")
+	}
+	a.Closed(1000, nil) // authenticated: not pending any more
+	b.Closed(1000, nil)
+	b.Closed(1000, nil) // a second report must not count twice
+	if n := g.pendingAuth.Load(); n != 0 {
+		t.Fatalf("pendingAuth %d after every session closed, want 0", n)
 	}
 }

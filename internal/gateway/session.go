@@ -28,7 +28,9 @@ type Session struct {
 	id   uint64
 
 	authed atomic.Bool
-	closed atomic.Bool
+	// unpended: s has left the gateway's pendingAuth count.
+	unpended atomic.Bool
+	closed   atomic.Bool
 	// Identity, written once by auth before authed is set.
 	app, user, device string
 	issued            time.Time
@@ -282,6 +284,7 @@ func (s *Session) auth(ctx context.Context, req protocol.Request) (any, *protoco
 		g.log.Warn("auth: subscribe app", "err", err)
 	}
 	s.authed.Store(true)
+	s.leavePending()
 	g.scheduleCatchUp(s)
 	if first {
 		g.publishPresence(s.app, s.user, true)
@@ -297,10 +300,19 @@ func (s *Session) auth(ctx context.Context, req protocol.Request) (any, *protoco
 	}, nil
 }
 
+// leavePending takes s out of the gateway's count of connections waiting
+// to authenticate, once, whether it authenticates or closes first.
+func (s *Session) leavePending() {
+	if s.unpended.CompareAndSwap(false, true) {
+		s.g.pendingAuth.Add(-1)
+	}
+}
+
 // Closed implements transport.Session.
 func (s *Session) Closed(code int, err error) {
 	s.closed.Store(true)
 	s.g.sessions.remove(s)
+	s.leavePending()
 	if s.authed.Load() {
 		s.unfollowAll()
 	}

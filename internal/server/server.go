@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Limits: gateway.Limits{MaxFrameBytes: l.MaxFrameBytes, MaxBodyBytes: l.MaxBodyBytes, MaxRooms: l.MaxRooms,
 			MaxSyncConvs: l.MaxSyncConvs, MaxGroupMembers: l.MaxGroupMembers, MaxPresence: l.MaxPresence,
 			PresenceMembers: l.PresenceMembers, Rate: l.Rate, Burst: l.Burst},
-		AuthTimeout: cfg.AuthTimeout, PingInterval: cfg.PingInterval, CatchUp: catchUp,
+		AuthTimeout: cfg.AuthTimeout, MaxPendingAuth: cfg.MaxPendingAuth, PingInterval: cfg.PingInterval, CatchUp: catchUp,
 		Nodes: func() int { return len(s.gateways()) },
 	})
 	if err := s.connectBus(ctx); err != nil {
@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 
 	s.tr = transport.New(s.gw, transport.Options{
 		MaxConns: cfg.MaxConns, MaxFrameBytes: cfg.MaxFrameBytes, QueueBytes: cfg.SendQueueBytes,
-		FrameWorkers: cfg.FrameWorkers,
+		FrameWorkers: cfg.FrameWorkers, Admit: s.gw.Admit,
 		WriteTimeout: cfg.WriteTimeout, SlowConsumerCode: protocol.CloseSlowConsumer,
 		OversizeFrame: s.gw.OversizeFrame(), Logger: s.log,
 	})

@@ -21,6 +21,8 @@ const (
 	DefaultSlowConsumerCode = 1008
 	// DefaultRetryAfter is Options.RetryAfter's default.
 	DefaultRetryAfter = 5 * time.Second
+	// DefaultAdmitRetryAfter is Options.AdmitRetryAfter's default.
+	DefaultAdmitRetryAfter = time.Second
 	// DefaultFrameWorkers is Options.FrameWorkers's default: enough for
 	// Session.Frame calls waiting on a database for a few milliseconds not
 	// to hold up the others, few enough that a stalled database cannot
@@ -38,6 +40,15 @@ type Options struct {
 	// progress included. Beyond it an upgrade is refused with HTTP 503 and a
 	// Retry-After header, before any WebSocket handshake. Zero: no limit.
 	MaxConns int
+	// Admit, when set, is asked before each upgrade whether the server
+	// takes one more connection now; false refuses it as MaxConns does
+	// (HTTP 503 with Retry-After). It lets the handler shed a reconnect
+	// storm before paying for connections it could not serve in time.
+	Admit func() bool
+	// AdmitRetryAfter is the base of the Retry-After header of an upgrade
+	// Admit refused: short, as what it waits for (auths in progress) clears
+	// in about the time of an auth. Default DefaultAdmitRetryAfter.
+	AdmitRetryAfter time.Duration
 	// MaxFrameBytes is the largest message a client may send, counted after
 	// assembling continuation frames. A larger one is answered with
 	// OversizeFrame and close code 1009. Default DefaultMaxFrameBytes.
@@ -115,6 +126,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = DefaultRetryAfter
+	}
+	if o.AdmitRetryAfter <= 0 {
+		o.AdmitRetryAfter = DefaultAdmitRetryAfter
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

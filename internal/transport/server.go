@@ -81,7 +81,13 @@ func New(h Handler, opts Options) *Server {
 // WebSocket handshake gets an HTTP error.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.reserve() {
-		s.refuse(w)
+		s.refuse(w, s.opts.RetryAfter, "server at connection limit, retry later")
+		return
+	}
+	if s.opts.Admit != nil && !s.opts.Admit() {
+		s.stats.rejected.Add(1)
+		s.release()
+		s.refuse(w, s.opts.AdmitRetryAfter, "server busy, retry shortly")
 		return
 	}
 	nc, rw, _, err := s.upgrader.Upgrade(r, w)
@@ -167,12 +173,11 @@ func (s *Server) release() {
 }
 
 // refuse answers a request the server has no slot for.
-func (s *Server) refuse(w http.ResponseWriter) {
-	base := s.opts.RetryAfter
+func (s *Server) refuse(w http.ResponseWriter, base time.Duration, msg string) {
 	d := base + rand.N(base/2+1)
 	secs := int64((d + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	http.Error(w, "server at connection limit, retry later", http.StatusServiceUnavailable)
+	http.Error(w, msg, http.StatusServiceUnavailable)
 }
 
 // goAway closes a connection upgraded after Shutdown began, telling the

@@ -459,6 +459,24 @@ func testMaxConns(t *testing.T, m mode) {
 	h.waitConn(t, 1)
 }
 
+func TestAdmitRefusesUpgrades(t *testing.T) { forModes(t, testAdmitRefusesUpgrades) }
+
+func testAdmitRefusesUpgrades(t *testing.T, m mode) {
+	var admit atomic.Bool
+	h := &recorder{}
+	ts := startServer(t, h, m, Options{MaxConns: 10, Admit: admit.Load})
+	check503(t, rawUpgrade(t, ts))
+	if st := ts.Stats(); st.Rejected != 1 || st.Accepted != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// The refusal gave its MaxConns slot back: all ten can connect.
+	admit.Store(true)
+	for i := range 10 {
+		dial(t, ts.url)
+		h.waitConn(t, i)
+	}
+}
+
 func TestCloseWritesQueuedFramesFirst(t *testing.T) { forModes(t, testCloseWritesQueuedFramesFirst) }
 
 func testCloseWritesQueuedFramesFirst(t *testing.T, m mode) {
