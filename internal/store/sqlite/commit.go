@@ -108,33 +108,33 @@ func (s *Store) commitLoop() {
 // fill adds to batch what is queued, then, with a commit window, what
 // arrives within it, until the batch is full or the queue closed.
 func (s *Store) fill(batch []*appendReq) []*appendReq {
+	var window <-chan time.Time // set once the queue is first found empty
 	for len(batch) < s.maxBatch {
+		var (
+			r  *appendReq
+			ok bool
+		)
 		select {
-		case r, ok := <-s.queue:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-			continue
+		case r, ok = <-s.queue:
 		default:
-		}
-		break
-	}
-	if s.window <= 0 || len(batch) >= s.maxBatch {
-		return batch
-	}
-	t := time.NewTimer(s.window)
-	defer t.Stop()
-	for len(batch) < s.maxBatch {
-		select {
-		case r, ok := <-s.queue:
-			if !ok {
+			if s.window <= 0 {
 				return batch
 			}
-			batch = append(batch, r)
-		case <-t.C:
+			if window == nil {
+				t := time.NewTimer(s.window)
+				defer t.Stop()
+				window = t.C
+			}
+			select {
+			case r, ok = <-s.queue:
+			case <-window:
+				return batch
+			}
+		}
+		if !ok {
 			return batch
 		}
+		batch = append(batch, r)
 	}
 	return batch
 }
