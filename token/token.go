@@ -77,6 +77,11 @@ func Mint(secret string, c Claims) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, wc).SignedString([]byte(secret))
 }
 
+// hs256 parses and checks user tokens; it holds only its options, so one
+// serves every Verify.
+var hs256 = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+	jwt.WithoutClaimsValidation())
+
 // Verify checks tok for app at time now against the app's secrets (the
 // current one first; a previous one during rotation) and returns its claims.
 //
@@ -85,31 +90,26 @@ func Mint(secret string, c Claims) (string, error) {
 // to give a clearer error); expiry is checked only once the signature
 // verifies, so a forged expired token is reported as invalid, not expired.
 func Verify(tok, app string, now time.Time, secrets ...string) (Claims, error) {
-	// One parse per secret tried, not an unverified parse first: the key
-	// function sees the decoded claims before the signature is checked, so
-	// the audience can be refused there. Decoding is most of the cost of a
-	// connection's authentication.
-	parser := jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithoutClaimsValidation())
 	var (
-		wc       wireClaims
-		lastErr  error = ErrInvalid
-		ok       bool
-		wrongApp bool
+		wc      wireClaims
+		lastErr error = ErrInvalid
+		ok      bool
 	)
 	for _, s := range secrets {
 		if s == "" {
 			continue
 		}
 		wc = wireClaims{}
-		_, err := parser.ParseWithClaims(tok, &wc, func(*jwt.Token) (any, error) {
+		// The key function sees the decoded claims before the signature is
+		// checked, so the audience is refused there, with no separate
+		// unverified parse: decoding is most of the cost of an auth.
+		_, err := hs256.ParseWithClaims(tok, &wc, func(*jwt.Token) (any, error) {
 			if len(wc.Audience) > 0 && !contains(wc.Audience, app) {
-				wrongApp = true
 				return nil, ErrWrongApp
 			}
 			return []byte(s), nil
 		})
-		if wrongApp {
+		if errors.Is(err, ErrWrongApp) {
 			return Claims{}, ErrWrongApp
 		}
 		if err == nil {

@@ -21,8 +21,9 @@ type flushGroup struct {
 }
 
 type flushWave struct {
-	done chan struct{}
-	err  error // set before done is closed
+	done    chan struct{}
+	err     error // set before done is closed
+	callers int   // under flushGroup.mu: who waits for this wave, leader included
 }
 
 // do returns once a call of flush that started after do was called has
@@ -32,10 +33,11 @@ type flushWave struct {
 func (g *flushGroup) do(ctx context.Context, flush func() error) error {
 	g.mu.Lock()
 	if w := g.next; w != nil {
+		w.callers++
 		g.mu.Unlock()
 		return w.wait(ctx)
 	}
-	w := &flushWave{done: make(chan struct{})}
+	w := &flushWave{done: make(chan struct{}), callers: 1}
 	g.next = w
 	prev := g.inflight
 	g.mu.Unlock()

@@ -34,7 +34,7 @@ func TestFlushGroupSharesRoundTrips(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond) // let them all join the next wave
+	waitGroupState(t, &g, func() bool { return g.next != nil && g.next.callers == callers })
 	if n := flushes.Load(); n != 1 {
 		t.Fatalf("%d flushes started while the first was in flight, want 1", n)
 	}
@@ -85,31 +85,33 @@ func TestFlushGroupErrorsAndContexts(t *testing.T) {
 	}
 	release := make(chan struct{})
 	go func() { _ = g.do(context.Background(), func() error { <-release; return nil }) }()
-	for {
-		g.mu.Lock()
-		busy := g.inflight != nil
-		g.mu.Unlock()
-		if busy {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitGroupState(t, &g, func() bool { return g.inflight != nil })
 	// This caller leads the next wave, which waits for the one in flight;
 	// a follower of that wave gives up when its own context ends.
 	go func() { _ = g.do(context.Background(), func() error { return nil }) }()
-	for {
-		g.mu.Lock()
-		queued := g.next != nil
-		g.mu.Unlock()
-		if queued {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitGroupState(t, &g, func() bool { return g.next != nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	if err := g.do(ctx, func() error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("follower got %v, want its deadline", err)
 	}
 	close(release)
+}
+
+// waitGroupState waits until cond, evaluated with g.mu held, is true.
+func waitGroupState(t *testing.T, g *flushGroup, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g.mu.Lock()
+		ok := cond()
+		g.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("flush group never reached the expected state")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -29,14 +29,28 @@ func (s *slowApps) App(ctx context.Context, id string) (store.App, error) {
 	return s.Store.App(ctx, id)
 }
 
-func TestAppCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
-	ctx := context.Background()
+// newSlowCache returns an app cache over a store holding app1 (with
+// secret s) whose app reads wait for st.release.
+func newSlowCache(t *testing.T) (*appCache, *slowApps) {
+	t.Helper()
 	mem := memstore.New(memstore.Options{})
-	if err := mem.CreateApp(ctx, store.App{ID: "app1", Name: "a", Secret: "s"}); err != nil {
+	if err := mem.CreateApp(t.Context(), store.App{ID: "app1", Name: "a", Secret: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	st := &slowApps{Store: mem, release: make(chan struct{})}
-	c := &appCache{st: st, ttl: time.Minute, max: 10, now: time.Now, m: map[string]appEntry{}}
+	return &appCache{st: st, ttl: time.Minute, max: 10, now: time.Now, m: map[string]appEntry{}}, st
+}
+
+// waitForRead waits until the slow store has been asked for an app.
+func waitForRead(st *slowApps) {
+	for st.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestAppCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
+	ctx := context.Background()
+	c, st := newSlowCache(t)
 
 	const callers = 50
 	var wg sync.WaitGroup
@@ -50,10 +64,10 @@ func TestAppCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
 			errs <- err
 		})
 	}
-	// Every caller is waiting (or about to) while the one read is held.
-	for st.reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	// Every caller is waiting (or about to) while the one read is held;
+	// one that arrives after the release finds the cached entry, so the
+	// count below does not depend on this pause.
+	waitForRead(st)
 	time.Sleep(20 * time.Millisecond)
 	close(st.release)
 	wg.Wait()
@@ -72,13 +86,9 @@ func TestAppCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
 }
 
 func TestAppCacheWaiterHonoursItsContext(t *testing.T) {
-	mem := memstore.New(memstore.Options{})
-	st := &slowApps{Store: mem, release: make(chan struct{})}
-	c := &appCache{st: st, ttl: time.Minute, max: 10, now: time.Now, m: map[string]appEntry{}}
+	c, st := newSlowCache(t)
 	go func() { _, _ = c.get(context.Background(), "app1") }()
-	for st.reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitForRead(st)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	if _, err := c.get(ctx, "app1"); err != context.DeadlineExceeded {
@@ -89,20 +99,13 @@ func TestAppCacheWaiterHonoursItsContext(t *testing.T) {
 
 func TestAppCacheDropDuringReadIsNotCached(t *testing.T) {
 	ctx := context.Background()
-	mem := memstore.New(memstore.Options{})
-	if err := mem.CreateApp(ctx, store.App{ID: "app1", Name: "a", Secret: "old"}); err != nil {
-		t.Fatal(err)
-	}
-	st := &slowApps{Store: mem, release: make(chan struct{})}
-	c := &appCache{st: st, ttl: time.Minute, max: 10, now: time.Now, m: map[string]appEntry{}}
+	c, st := newSlowCache(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_, _ = c.get(ctx, "app1")
 	}()
-	for st.reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitForRead(st)
 	c.drop("app1") // the app changed while it was being read
 	close(st.release)
 	<-done

@@ -147,10 +147,14 @@ func TestHubSubscribesOncePerTopicAndLingers(t *testing.T) {
 	}
 }
 
-func newTestGateway(t testing.TB, fb *fakeBus) *Gateway {
-	g := New(Options{Node: "n1", Store: memstore.New(memstore.Options{}), Metrics: metrics.New(),
+func newTestGateway(t testing.TB, fb *fakeBus, adjust ...func(*Options)) *Gateway {
+	o := Options{Node: "n1", Store: memstore.New(memstore.Options{}), Metrics: metrics.New(),
 		Limits: Limits{MaxFrameBytes: 1 << 16, MaxBodyBytes: 1 << 14, MaxRooms: 10, MaxSyncConvs: 100,
-			MaxGroupMembers: 100, MaxPresence: 5, PresenceMembers: 50, Rate: 1e6, Burst: 1e6}})
+			MaxGroupMembers: 100, MaxPresence: 5, PresenceMembers: 50, Rate: 1e6, Burst: 1e6}}
+	for _, f := range adjust {
+		f(&o)
+	}
+	g := New(o)
 	fb.h = g
 	g.Start(fb)
 	t.Cleanup(g.Close)
@@ -330,13 +334,7 @@ func TestEntrySessions(t *testing.T) {
 // authenticated; a session leaves the count once, when it authenticates or
 // closes, whichever comes first.
 func TestAdmitBoundsPendingAuth(t *testing.T) {
-	fb := newFakeBus()
-	g := New(Options{Node: "n1", Store: memstore.New(memstore.Options{}), Metrics: metrics.New(), MaxPendingAuth: 2,
-		Limits: Limits{MaxFrameBytes: 1 << 16, MaxBodyBytes: 1 << 14, MaxRooms: 10, MaxSyncConvs: 100,
-			MaxGroupMembers: 100, MaxPresence: 5, PresenceMembers: 50, Rate: 1e6, Burst: 1e6}})
-	fb.h = g
-	g.Start(fb)
-	t.Cleanup(g.Close)
+	g := newTestGateway(t, newFakeBus(), func(o *Options) { o.MaxPendingAuth = 2 })
 	ctx := t.Context()
 	if err := g.st.CreateApp(ctx, store.App{ID: "app1", Name: "a", Secret: "secret"}); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -21,17 +20,17 @@ const (
 	checkpointLimit  = 10 * time.Second
 )
 
-// checkpointLoop checkpoints after commits, at most every checkpointEvery,
-// until stop is closed; then it returns, and Close checkpoints one last
-// time.
-func (s *Store) checkpointLoop(db *sql.DB, stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
+// checkpointLoop checkpoints on s.ckpt after commits, at most every
+// checkpointEvery, until Close closes s.ckptStop. (Closing the last
+// connection checkpoints what is left.)
+func (s *Store) checkpointLoop() {
+	defer close(s.ckptDone)
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
 	var seen uint64
 	for {
 		select {
-		case <-stop:
+		case <-s.ckptStop:
 			return
 		case <-t.C:
 		}
@@ -40,16 +39,11 @@ func (s *Store) checkpointLoop(db *sql.DB, stop <-chan struct{}, done chan<- str
 			continue
 		}
 		seen = n
-		if err := checkpoint(db, "PASSIVE"); err != nil && !s.closed.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), checkpointLimit)
+		_, err := s.ckpt.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		cancel()
+		if err != nil && !s.closed.Load() {
 			s.log.Warn("sqlite: background checkpoint", "err", err)
 		}
 	}
-}
-
-// checkpoint runs one checkpoint of the given mode on db.
-func checkpoint(db *sql.DB, mode string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), checkpointLimit)
-	defer cancel()
-	_, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")")
-	return err
 }

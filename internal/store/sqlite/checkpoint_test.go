@@ -53,20 +53,3 @@ func TestBackgroundCheckpointMovesPagesOutOfTheWAL(t *testing.T) {
 		t.Fatalf("MessagesAfter: %d messages, %v", len(msgs), err)
 	}
 }
-
-// Close leaves the whole database in its file: the final checkpoint
-// truncates the WAL before the connections close.
-func TestCloseCheckpointsEverything(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db")
-	s := openTest(t, path, Options{Sync: "normal"})
-	ctx := t.Context()
-	if err := s.CreateApp(ctx, store.App{ID: "a", Secret: "s"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
-		t.Fatalf("WAL left with %d bytes after Close", fi.Size())
-	}
-}

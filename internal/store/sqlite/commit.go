@@ -121,9 +121,14 @@ func (s *Store) fill(batch []*appendReq) []*appendReq {
 				return batch
 			}
 			if window == nil {
-				t := time.NewTimer(s.window)
-				defer t.Stop()
-				window = t.C
+				// Since Go 1.23 Reset and Stop leave no stale tick behind.
+				if s.windowTimer == nil {
+					s.windowTimer = time.NewTimer(s.window)
+				} else {
+					s.windowTimer.Reset(s.window)
+				}
+				defer s.windowTimer.Stop()
+				window = s.windowTimer.C
 			}
 			select {
 			case r, ok = <-s.queue:

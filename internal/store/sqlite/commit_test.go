@@ -347,8 +347,11 @@ func TestCommitWindowGathersABatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := appendAll(ctx, s, []store.NewMessage{{App: "a", Conv: "g", Sender: "alice", Body: []byte(`0`)}})
-	// The committer has taken the first append once the queue is empty;
-	// without a window it would commit it alone now.
+	// Give the committer time to take the first append: without a window
+	// it would commit it alone, and the test would see batches [1 4]. (The
+	// pause only makes a missing window show; with one, the result is the
+	// same whatever the timing.)
+	time.Sleep(50 * time.Millisecond)
 	for len(s.queue) > 0 {
 		time.Sleep(time.Millisecond)
 	}

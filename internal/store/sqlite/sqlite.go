@@ -90,6 +90,7 @@ type Store struct {
 	onCommit           func(int, time.Duration)
 	maxBatch           int
 	window             time.Duration
+	windowTimer        *time.Timer // the committer's, reused for every batch
 
 	// mu orders AppendMessage's enqueue against Close's close of queue, so
 	// no request is sent on a closed channel or left in it unanswered.
@@ -220,7 +221,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	go s.commitLoop()
-	go s.checkpointLoop(ckpt, s.ckptStop, s.ckptDone)
+	go s.checkpointLoop()
 	return s, nil
 }
 
@@ -252,12 +253,8 @@ func (s *Store) Close() error {
 		close(s.ckptStop)
 		<-s.ckptDone
 		s.stmts.close()
-		// Leave the database file complete and the WAL empty; a failure
-		// loses nothing (the WAL is replayed on the next open).
-		if err := checkpoint(s.ckpt, "TRUNCATE"); err != nil {
-			s.log.Warn("sqlite: final checkpoint", "err", err)
-		}
-		// database/sql lets calls already running finish on their
+		// When the last connection closes, SQLite checkpoints everything
+		// and removes the WAL. database/sql lets calls already running finish on their
 		// connections, and closes each as it is released.
 		s.closeErr = errors.Join(s.ckpt.Close(), s.r.Close(), s.w.Close())
 	})
