@@ -164,9 +164,11 @@ type member struct {
 }
 
 type reconnect struct {
-	down, up time.Time
-	code     int
-	from, to string
+	down, up  time.Time
+	code      int
+	from, to  string
+	directive *protocol.Directive // the directive that came before, if any
+	err       error               // why the connection ended, when not a close frame
 }
 
 func watch(user string, c *client.Client) *member {
@@ -187,7 +189,8 @@ func watch(user string, c *client.Client) *member {
 				m.node = ev.State.Auth.Node
 			case client.EventDisconnected:
 				m.downAt = now
-				m.reconnects = append(m.reconnects, reconnect{down: now, code: ev.State.Code, from: m.node})
+				m.reconnects = append(m.reconnects, reconnect{down: now, code: ev.State.Code, from: m.node,
+					directive: ev.State.Directive, err: ev.State.Err})
 			}
 			m.mu.Unlock()
 		}
@@ -505,14 +508,25 @@ func TestClusterDrain(t *testing.T) {
 	// When did each client leave node0?
 	var left []time.Time
 	moved := map[string]int{}
+	noCloseFrame := 0
 	for _, m := range ms {
 		m.mu.Lock()
 		for _, r := range m.reconnects {
 			if r.from == "node0" {
 				left = append(left, r.down)
 				moved[r.to]++
-				if r.code != protocol.CloseDraining {
-					t.Errorf("%s left node0 with close code %d, want %d", m.user, r.code, protocol.CloseDraining)
+				// The directive is what the client acts on. The close
+				// frame after it can be lost: on a loaded machine the
+				// client may read it only after the server's close
+				// wait, when the server drops the socket and the reset
+				// discards what the client had not read yet.
+				switch {
+				case r.code == protocol.CloseDraining:
+				case r.code == 0 && r.directive != nil && r.directive.Code == protocol.CloseDraining:
+					noCloseFrame++
+				default:
+					t.Errorf("%s left node0 at %s with close code %d, want %d (directive %+v, error %v)",
+						m.user, r.down.Format("15:04:05.000"), r.code, protocol.CloseDraining, r.directive, r.err)
 				}
 			}
 		}
@@ -531,8 +545,8 @@ func TestClusterDrain(t *testing.T) {
 		i := min(int(at.Sub(left[0])*10/max(span, 1)), 9)
 		tenths[i]++
 	}
-	t.Logf("drained %d clients over %v (window %v), per tenth of the span %v, to %v; %d messages checked",
-		len(left), span.Round(time.Millisecond), window, tenths, moved, total)
+	t.Logf("drained %d clients over %v (window %v), per tenth of the span %v, to %v (%d after the directive but before the close frame); %d messages checked",
+		len(left), span.Round(time.Millisecond), window, tenths, moved, noCloseFrame, total)
 	if span < window/2 {
 		t.Errorf("clients left within %v, not spread over the %v window", span, window)
 	}

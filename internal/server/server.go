@@ -210,6 +210,9 @@ func (s *Server) openStore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
+	if p, ok := st.(store.Pooled); ok {
+		s.m.StorePools(p.PoolStats)
+	}
 	s.st = store.Observed(st, func(method string, took time.Duration, err error) {
 		s.m.StoreLatency.WithLabelValues(method).Observe(took.Seconds())
 		if err != nil {

@@ -239,3 +239,23 @@ type Store interface {
 	// acknowledged are durable; appends still queued are written or fail.
 	Close() error
 }
+
+// PoolStats describes one connection pool of a store at one instant, for
+// metrics: a pool whose callers wait is where a slow store call's time goes
+// when the database itself is idle.
+type PoolStats struct {
+	// Name says what the pool serves, e.g. "main", "auth", "reader".
+	Name string
+	// MaxConns is the pool's size; InUse and Idle its connections now.
+	MaxConns, InUse, Idle int
+	// Waits counts the calls that found no idle connection and waited for
+	// one; WaitTime is the total time they waited.
+	Waits    int64
+	WaitTime time.Duration
+}
+
+// Pooled is implemented by the stores that can report their connection
+// pools.
+type Pooled interface {
+	PoolStats() []PoolStats
+}

@@ -56,7 +56,7 @@ func (s *Store) App(ctx context.Context, id string) (store.App, error) {
 	if err := s.check(ctx); err != nil {
 		return store.App{}, err
 	}
-	a, err := scanApp(s.pool.QueryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE id = $1`, id))
+	a, err := scanApp(s.authPool.QueryRow(ctx, `SELECT `+appColumns+` FROM apps WHERE id = $1`, id))
 	return a, s.fail(ctx, err)
 }
 
@@ -129,7 +129,7 @@ func (s *Store) LatestRevocation(ctx context.Context, app string) (time.Time, er
 		return time.Time{}, err
 	}
 	var v *int64
-	err := s.pool.QueryRow(ctx, `SELECT max(revoked_before) FROM revocations WHERE app_id = $1`, app).Scan(&v)
+	err := s.authPool.QueryRow(ctx, `SELECT max(revoked_before) FROM revocations WHERE app_id = $1`, app).Scan(&v)
 	if err != nil {
 		return time.Time{}, s.fail(ctx, err)
 	}
@@ -145,7 +145,7 @@ func (s *Store) RevokedBefore(ctx context.Context, app, user string) (time.Time,
 		return time.Time{}, err
 	}
 	var v int64
-	err := s.pool.QueryRow(ctx, `SELECT revoked_before FROM revocations WHERE app_id = $1 AND user_id = $2`, app, user).Scan(&v)
+	err := s.authPool.QueryRow(ctx, `SELECT revoked_before FROM revocations WHERE app_id = $1 AND user_id = $2`, app, user).Scan(&v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, nil
 	}

@@ -8,7 +8,8 @@
 // multi-row lock is taken in one global order (see AppendMessage). Appends
 // go through group commit: many concurrent appends of one node share one
 // transaction and one WAL flush. Every other method is one statement or one
-// short READ COMMITTED transaction on the pool.
+// short READ COMMITTED transaction on the pool; the reads a connecting
+// client's auth needs have a small pool of their own (Options.AuthConns).
 //
 // The schema is created and upgraded at Open by the versioned migrations
 // embedded in the package, under an advisory lock so that nodes starting
@@ -52,6 +53,12 @@ type Options struct {
 	// committer holds one connection per batch; every other call holds one
 	// for its statement or transaction.
 	MaxConns int
+	// AuthConns is the size of a second pool, for the reads a connecting
+	// client's auth needs (apps and revocations); default 2. In a
+	// reconnect storm the main pool has thousands of syncs queued, and an
+	// auth read waiting behind them would fail the auth (and bring the
+	// client back for another try) although the database is idle.
+	AuthConns int
 	// MaxBatch is the most appends committed in one transaction; default 512.
 	MaxBatch int
 	// QueueSize bounds the appends waiting for the committer; when it is
@@ -83,6 +90,7 @@ type Options struct {
 // committer, and the pool's; Close stops them.
 type Store struct {
 	pool          *pgxpool.Pool
+	authPool      *pgxpool.Pool // see Options.AuthConns
 	now           func() time.Time
 	log           *slog.Logger
 	onCommit      func(int, time.Duration)
@@ -120,6 +128,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.MaxConns <= 0 {
 		o.MaxConns = 16
 	}
+	if o.AuthConns <= 0 {
+		o.AuthConns = 2
+	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
 	}
@@ -151,12 +162,20 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		// apart in pg_stat_activity.
 		cfg.ConnConfig.RuntimeParams["application_name"] = "floodgate"
 	}
+	authCfg := cfg.Copy()
+	authCfg.MaxConns = int32(min(o.AuthConns, math.MaxInt32))
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	authPool, err := pgxpool.NewWithConfig(ctx, authCfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	applied, err := migrate(ctx, pool, o.Schema, steps, o.Now())
 	if err != nil {
+		authPool.Close()
 		pool.Close()
 		return nil, err
 	}
@@ -166,6 +185,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 
 	s := &Store{
 		pool:          pool,
+		authPool:      authPool,
 		now:           o.Now,
 		log:           o.Logger,
 		onCommit:      o.OnCommit,
@@ -191,9 +211,20 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 
 		<-s.done
+		s.authPool.Close()
 		s.pool.Close()
 	})
 	return nil
+}
+
+// PoolStats implements store.Pooled: the main pool and the auth pool.
+func (s *Store) PoolStats() []store.PoolStats {
+	stat := func(name string, p *pgxpool.Pool) store.PoolStats {
+		st := p.Stat()
+		return store.PoolStats{Name: name, MaxConns: int(st.MaxConns()), InUse: int(st.AcquiredConns()),
+			Idle: int(st.IdleConns()), Waits: st.EmptyAcquireCount(), WaitTime: st.EmptyAcquireWaitTime()}
+	}
+	return []store.PoolStats{stat("main", s.pool), stat("auth", s.authPool)}
 }
 
 // Ping implements store.Store: it checks that the store is open and that

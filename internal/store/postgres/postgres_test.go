@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"net/url"
 	"os"
@@ -204,5 +205,61 @@ func TestPingReadOnly(t *testing.T) {
 	s := openTest(t, schema, Options{URL: u.String()})
 	if err := s.Ping(t.Context()); err == nil {
 		t.Error("Ping on a read-only session succeeded")
+	}
+}
+
+// With every connection of the main pool taken (a reconnect storm's syncs),
+// the reads an auth needs still answer at once from their own pool, and
+// the pool statistics show the calls waiting on the main one.
+func TestAuthReadsBypassBusyPool(t *testing.T) {
+	s := openTest(t, newSchema(t), Options{MaxConns: 2})
+	ctx := t.Context()
+	if err := s.CreateApp(ctx, store.App{ID: "a1", Name: "one", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	var held []*pgxpool.Conn
+	for range 2 {
+		c, err := s.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	defer func() {
+		for _, c := range held {
+			c.Release()
+		}
+	}()
+
+	// A read on the main pool waits, and is counted as waiting…
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := s.Conversation(short, "a1", "nope")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Conversation with the main pool exhausted: %v, want a deadline error", err)
+	}
+	// …while the auth reads do not.
+	authCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if a, err := s.App(authCtx, "a1"); err != nil || a.Secret != "s" {
+		t.Fatalf("App with the main pool exhausted: %+v, %v", a, err)
+	}
+	if _, err := s.LatestRevocation(authCtx, "a1"); err != nil {
+		t.Fatalf("LatestRevocation: %v", err)
+	}
+	if _, err := s.RevokedBefore(authCtx, "a1", "u1"); err != nil {
+		t.Fatalf("RevokedBefore: %v", err)
+	}
+
+	stats := map[string]store.PoolStats{}
+	for _, p := range s.PoolStats() {
+		stats[p.Name] = p
+	}
+	main, auth := stats["main"], stats["auth"]
+	if main.MaxConns != 2 || main.InUse != 2 || main.Waits < 1 {
+		t.Errorf("main pool stats %+v: want 2 of 2 in use and a wait counted", main)
+	}
+	if auth.MaxConns != 2 || auth.InUse != 0 {
+		t.Errorf("auth pool stats %+v: want size 2, none in use", auth)
 	}
 }

@@ -346,3 +346,14 @@ func fromMsec(v int64) time.Time {
 func seqArg(v uint64) int64 {
 	return int64(min(v, math.MaxInt64))
 }
+
+// PoolStats implements store.Pooled: the writer's and the readers' pools
+// (the checkpointer's single connection is its own business).
+func (s *Store) PoolStats() []store.PoolStats {
+	stat := func(name string, db *sql.DB) store.PoolStats {
+		st := db.Stats()
+		return store.PoolStats{Name: name, MaxConns: st.MaxOpenConnections, InUse: st.InUse, Idle: st.Idle,
+			Waits: st.WaitCount, WaitTime: st.WaitDuration}
+	}
+	return []store.PoolStats{stat("writer", s.w), stat("reader", s.r)}
+}
