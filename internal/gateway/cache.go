@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -14,6 +15,8 @@ import (
 // Changes reach other nodes as bus control messages that drop the entry;
 // the TTL bounds staleness when such a message is lost.
 type appCache struct {
+	// ctx ends background refreshes when the gateway closes.
+	ctx context.Context
 	st  store.Store
 	ttl time.Duration
 	max int
@@ -44,6 +47,14 @@ type appLoad struct {
 // others waiting for the same read.
 const appLoadTimeout = 5 * time.Second
 
+// appStaleLimit is how long past its TTL an entry still answers, while one
+// read refreshes it in the background: a slow or failing store must not
+// fail (or slow down) the connects of apps this node already knows. A
+// change to an app drops its entry on every node at once, over the bus, so
+// an entry older than the TTL serves only when such a message was lost and
+// the store cannot be read either.
+const appStaleLimit = 10 * time.Minute
+
 type appEntry struct {
 	app store.App
 	// revoked is the app's latest session revocation: tokens issued after
@@ -55,19 +66,24 @@ type appEntry struct {
 func (c *appCache) get(ctx context.Context, id string) (appEntry, error) {
 	now := c.now()
 	c.mu.Lock()
-	e, ok := c.m[id]
-	if ok && now.Sub(e.at) < c.ttl {
+	e, cached := c.m[id]
+	if cached && now.Sub(e.at) < c.ttl {
 		c.mu.Unlock()
 		return e, nil
 	}
-	l, ok := c.loading[id]
-	if !ok {
-		// This caller reads for everyone.
-		l = &appLoad{done: make(chan struct{})}
-		if c.loading == nil {
-			c.loading = make(map[string]*appLoad)
+	l, loading := c.loading[id]
+	if cached && now.Sub(e.at) < c.ttl+appStaleLimit {
+		// Answer from the old entry; one read refreshes it meanwhile.
+		if !loading {
+			l = c.startLoadLocked(id)
+			go c.load(id, now, l)
 		}
-		c.loading[id] = l
+		c.mu.Unlock()
+		return e, nil
+	}
+	if !loading {
+		// This caller reads for everyone.
+		l = c.startLoadLocked(id)
 		c.mu.Unlock()
 		c.load(id, now, l)
 		return l.e, l.err
@@ -81,15 +97,29 @@ func (c *appCache) get(ctx context.Context, id string) (appEntry, error) {
 	}
 }
 
+// startLoadLocked registers a read of app id, which the caller then runs.
+func (c *appCache) startLoadLocked(id string) *appLoad {
+	l := &appLoad{done: make(chan struct{})}
+	if c.loading == nil {
+		c.loading = make(map[string]*appLoad)
+	}
+	c.loading[id] = l
+	return l
+}
+
 // load reads app id for the callers of get waiting on l, caches it and
-// wakes them. It always ends within appLoadTimeout.
+// wakes them. It always ends within appLoadTimeout, sooner when the cache's
+// context ends. A failed read leaves an older entry in place.
 func (c *appCache) load(id string, now time.Time, l *appLoad) {
-	ctx, cancel := context.WithTimeout(context.Background(), appLoadTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, appLoadTimeout)
 	defer cancel()
 	l.e, l.err = c.read(ctx, id, now)
 	c.mu.Lock()
 	if c.loading[id] == l {
 		delete(c.loading, id)
+	}
+	if errors.Is(l.err, store.ErrNotFound) {
+		delete(c.m, id)
 	}
 	if l.err == nil && !l.stale {
 		if len(c.m) >= c.max {

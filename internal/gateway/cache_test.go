@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,7 @@ func newSlowCache(t *testing.T) (*appCache, *slowApps) {
 		t.Fatal(err)
 	}
 	st := &slowApps{Store: mem, release: make(chan struct{})}
-	return &appCache{st: st, ttl: time.Minute, max: 10, now: time.Now, m: map[string]appEntry{}}, st
+	return &appCache{ctx: t.Context(), st: st, ttl: time.Minute, max: 10, now: time.Now, m: map[string]appEntry{}}, st
 }
 
 // waitForRead waits until the slow store has been asked for an app.
@@ -114,5 +115,91 @@ func TestAppCacheDropDuringReadIsNotCached(t *testing.T) {
 	}
 	if n := st.reads.Load(); n != 2 {
 		t.Fatalf("%d reads, want 2: a read that overlapped a change must not be cached", n)
+	}
+}
+
+// failingApps fails every read of an app while fail is set.
+type failingApps struct {
+	store.Store
+	reads atomic.Int32
+	fail  atomic.Bool
+}
+
+var errStoreDown = errors.New("store down")
+
+func (s *failingApps) App(ctx context.Context, id string) (store.App, error) {
+	s.reads.Add(1)
+	if s.fail.Load() {
+		return store.App{}, errStoreDown
+	}
+	return s.Store.App(ctx, id)
+}
+
+// An expired entry keeps answering at once while one background read
+// refreshes it, and while the store fails, up to appStaleLimit past the
+// TTL; then the store's error shows.
+func TestAppCacheServesStaleEntryWhileStoreFails(t *testing.T) {
+	ctx := context.Background()
+	mem := memstore.New(memstore.Options{})
+	if err := mem.CreateApp(ctx, store.App{ID: "app1", Name: "a", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	st := &failingApps{Store: mem}
+	var clock atomic.Int64
+	t0 := time.Unix(1_000_000, 0)
+	now := func() time.Time { return t0.Add(time.Duration(clock.Load())) }
+	c := &appCache{ctx: t.Context(), st: st, ttl: time.Minute, max: 10, now: now, m: map[string]appEntry{}}
+
+	if _, err := c.get(ctx, "app1"); err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	clock.Store(int64(2 * time.Minute))
+	for i := range 3 {
+		e, err := c.get(ctx, "app1")
+		if err != nil || e.app.Secret != "s" {
+			t.Fatalf("get %d of an expired entry with the store failing: %+v, %v", i, e, err)
+		}
+	}
+	waitLoaded(t, c, "app1")
+	if n := st.reads.Load(); n < 2 || n > 4 {
+		t.Fatalf("%d store reads, want the first and at most one per get since", n)
+	}
+
+	clock.Store(int64(time.Minute + appStaleLimit))
+	if _, err := c.get(ctx, "app1"); !errors.Is(err, errStoreDown) {
+		t.Fatalf("get of an entry past the stale limit: %v, want the store's error", err)
+	}
+
+	// The store is back: the background refresh replaces the entry.
+	st.fail.Store(false)
+	clock.Store(int64(3 * time.Minute))
+	if _, err := c.get(ctx, "app1"); err != nil {
+		t.Fatal(err)
+	}
+	waitLoaded(t, c, "app1")
+	c.mu.Lock()
+	at := c.m["app1"].at
+	c.mu.Unlock()
+	if !at.Equal(now()) {
+		t.Fatalf("entry read at %v, want refreshed at %v", at, now())
+	}
+}
+
+// waitLoaded waits until no read of app id is in progress.
+func waitLoaded(t *testing.T, c *appCache, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		_, loading := c.loading[id]
+		c.mu.Unlock()
+		if !loading {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("app read still in progress after 10s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -140,7 +140,7 @@ func New(o Options) *Gateway {
 		ctx:    ctx,
 		cancel: cancel,
 		seed:   maphash.MakeSeed(),
-		apps:   &appCache{st: o.Store, ttl: o.CacheTTL, max: cacheEntries, now: o.Now, m: map[string]appEntry{}},
+		apps:   &appCache{ctx: ctx, st: o.Store, ttl: o.CacheTTL, max: cacheEntries, now: o.Now, m: map[string]appEntry{}},
 		convs: &convCache{st: o.Store, ttl: o.CacheTTL, max: cacheEntries, maxMembers: o.Limits.MaxGroupMembers,
 			now: o.Now, m: map[convKey]*convInfo{}},
 	}
