@@ -97,7 +97,9 @@ const nowSpread = time.Second
 // else is back-off. When the connection did not stay up long enough to be
 // trusted, the wait is at least the next exponential back-off, so that a
 // server (or a cluster) that accepts connections and drops them at once is
-// not hammered, whatever it says.
+// not hammered, whatever it says. An HTTP 503 with Retry-After is the
+// exception: the upgrade was refused before any work, and its Retry-After
+// (plus as much jitter) is the whole wait.
 func decide(o outcome, b *backoff, rnd randFunc) plan {
 	if o.stable {
 		b.reset()
@@ -151,8 +153,12 @@ func decide(o outcome, b *backoff, rnd randFunc) plan {
 			}
 		case o.refused && o.retryAfter > 0:
 			// As for 4101: the node (or the router) is full, come back
-			// later, spread.
+			// later, spread. The server has set the schedule, and a
+			// refused upgrade cost it little: the exponential back-off
+			// neither adds to it nor grows, or a node shedding a storm
+			// would push its clients' next tries ever later.
 			p.delay, p.why = o.retryAfter+jitter(rnd, o.retryAfter), "http 503"
+			usedExpo = true
 			if o.fromRouter {
 				p.why = "router 503"
 			}

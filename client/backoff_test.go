@@ -106,6 +106,8 @@ func TestDecide(t *testing.T) {
 			want: plan{delay: minD}},
 		{name: "http 503 with Retry-After: that plus jitter", o: outcome{refused: true, retryAfter: 2 * time.Second},
 			want: plan{delay: 4 * time.Second}},
+		{name: "http 503 with Retry-After: no back-off on top", o: outcome{refused: true, retryAfter: time.Second},
+			attempts: 6, want: plan{delay: 2 * time.Second}},
 		{name: "http 503 without Retry-After: back-off", o: outcome{refused: true}, attempts: 1, want: plan{delay: 2 * minD}},
 		{name: "unstable connection: at least the back-off, whatever the directive says",
 			o: outcome{authed: true, directive: dir("reconnect", 4000, 0, "")}, attempts: 4, want: plan{delay: 16 * minD}},
@@ -124,6 +126,24 @@ func TestDecide(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A 503 with Retry-After neither waits for nor advances the back-off: a
+// node shedding a storm sets the schedule, and the clients it refused come
+// back when it said, not ever later.
+func TestDecide503KeepsBackoff(t *testing.T) {
+	b := &backoff{min: time.Second, max: time.Minute, rand: randMax, attempt: 2}
+	for range 5 {
+		if p := decide(outcome{refused: true, retryAfter: time.Second}, b, randMax); p.delay != 2*time.Second {
+			t.Fatalf("503 with Retry-After 1s: wait %v, want 2s (1s plus at most as much)", p.delay)
+		}
+	}
+	if b.attempt != 2 {
+		t.Fatalf("back-off at attempt %d after 503s, want 2 (unchanged)", b.attempt)
+	}
+	if p := decide(outcome{code: 1006}, b, randMax); p.delay != 4*time.Second {
+		t.Fatalf("a broken connection after the 503s: %v, want the back-off's next step (4s)", p.delay)
 	}
 }
 

@@ -62,7 +62,11 @@
 // reset only once a connection has stayed up for a while, so a fleet of
 // clients comes back gently after an outage. After each authentication it
 // joins the application's rooms again, renews presence subscriptions, and
-// syncs every conversation it follows.
+// syncs every conversation it follows. An upgrade refused with HTTP 503
+// and Retry-After is the exception: the client comes back after
+// Retry-After plus up to as much again, and the back-off neither adds to
+// that nor grows, so a node shedding a reconnect storm sets its clients'
+// schedule.
 //
 // # Routing
 //
