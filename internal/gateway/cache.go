@@ -13,7 +13,9 @@ import (
 // appCache keeps apps read from the store for a short time: every auth
 // needs the app's secret, and a connect storm must not become a read storm.
 // Changes reach other nodes as bus control messages that drop the entry;
-// the TTL bounds staleness when such a message is lost.
+// when such a message is lost, the TTL (plus the one read that refreshes an
+// expired entry) bounds staleness, or appStaleLimit while the store cannot
+// be read.
 type appCache struct {
 	// ctx ends background refreshes when the gateway closes.
 	ctx context.Context
