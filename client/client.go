@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -82,6 +83,12 @@ type Options struct {
 	// TLSConfig is used for wss:// URLs, and for an https Router unless
 	// HTTPClient is set (default: the system's roots).
 	TLSConfig *tls.Config
+	// NetDial, when set, opens the TCP connection to a gateway in place of
+	// a net.Dialer: to pick a source address, go through a proxy or tune
+	// the socket. Its context carries the attempt's DialTimeout; for a
+	// wss:// URL the TLS handshake runs over the connection it returns.
+	// The Router is asked through HTTPClient, not NetDial.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	hooks *hooks
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -67,11 +66,13 @@ type wsConn struct {
 
 // dialWS opens a WebSocket to url. An HTTP refusal of the upgrade is a
 // *statusError carrying Retry-After.
-func dialWS(ctx context.Context, url string, tlsConf *tls.Config, timeout time.Duration) (*wsConn, error) {
+func dialWS(ctx context.Context, url string, o *Options) (*wsConn, error) {
 	var refused *statusError
+	timeout := o.DialTimeout
 	d := ws.Dialer{
 		Timeout:   timeout,
-		TLSConfig: tlsConf,
+		TLSConfig: o.TLSConfig,
+		NetDial:   o.NetDial,
 		OnStatusError: func(status int, _ []byte, resp io.Reader) {
 			refused = &statusError{status: status, retryAfter: -1}
 			if r, err := http.ReadResponse(bufio.NewReader(resp), nil); err == nil {

@@ -231,7 +231,7 @@ func (c *Client) attempt(nx nextAttempt) (outcome, target) {
 func (c *Client) dialAny(ts []target) (*wsConn, outcome) {
 	var o outcome
 	for _, t := range ts {
-		cn, err := dialWS(c.ctx, t.url, c.opts.TLSConfig, c.opts.DialTimeout)
+		cn, err := dialWS(c.ctx, t.url, &c.opts)
 		if err == nil {
 			cn.idx = t.idx
 			return cn, outcome{}

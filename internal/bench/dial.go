@@ -179,10 +179,7 @@ func (d *dialer) attempt(ctx context.Context, i int, o dialOpts) (*rawConn, timi
 	}
 	dialStart := time.Now()
 	var refused *statusError
-	nd := net.Dialer{Timeout: attemptTimeout, KeepAlive: -1}
-	if ip := d.plan.sourceIP(i); ip != nil {
-		nd.LocalAddr = &net.TCPAddr{IP: ip}
-	}
+	nd := d.plan.netDialer(i, attemptTimeout)
 	wd := ws.Dialer{
 		ReadBufferSize:  readBufferBytes,
 		WriteBufferSize: readBufferBytes,

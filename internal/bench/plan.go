@@ -84,6 +84,10 @@ type Plan struct {
 	Retries int `json:"retries"`
 
 	Procs int `json:"procs"`
+	// CPUProfile, when set, makes every worker process write a CPU
+	// profile of its whole life to CPUProfile.N (N its 0-based shard);
+	// the coordinator's own is the caller's business.
+	CPUProfile string `json:"cpu_profile,omitempty"`
 
 	// Set by the coordinator before the plan is split.
 	Room     string    `json:"room,omitempty"`     // room: the room's id
@@ -349,6 +353,17 @@ func (p *Plan) gatewayFor(i int) string {
 		return p.URLs[0]
 	}
 	return p.URLs[i%len(p.URLs)]
+}
+
+// netDialer returns the dialer client i opens its TCP connections with:
+// bound to its source address, if any.
+func (p *Plan) netDialer(i int, timeout time.Duration) *net.Dialer {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: -1}
+	if ip := p.sourceIP(i); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+		d.Control = bindNoPort
+	}
+	return d
 }
 
 // sourceIP returns the local address client i binds to, nil for the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"sync"
 	"time"
 )
@@ -242,6 +243,31 @@ func RunChild(ctx context.Context, in io.Reader, out io.Writer, log io.Writer) i
 		defer mu.Unlock()
 		_ = enc.Encode(m)
 	}
+	if prefix := first.Shard.CPUProfile; prefix != "" {
+		stop, err := StartCPUProfile(fmt.Sprintf("%s.%d", prefix, first.Shard.Index))
+		if err != nil {
+			fmt.Fprintf(log, "floodgate bench: worker: %v\n", err)
+			return 2
+		}
+		defer stop()
+	}
 	serveShard(ctx, first.Shard, cmds, emit)
 	return 0
+}
+
+// StartCPUProfile profiles this process's CPU into path until the
+// returned function is called.
+func StartCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -77,6 +77,10 @@ func (s *stormShard) setup(ctx context.Context) error {
 		o := client.Options{App: p.App, BackoffMin: p.BackoffMin, BackoffMax: p.BackoffMax,
 			EventBuffer: 256, Logger: logger, TLSConfig: tlsConf,
 			Token: func(context.Context) (string, error) { return mintToken(&p.Plan, sc.user) }}
+		if p.SourceIPs > 1 {
+			// The SDK's own timeout bounds the dial; this one is a backstop.
+			o.NetDial = p.netDialer(i, attemptTimeout).DialContext
+		}
 		if p.Router != "" {
 			o.Router = p.Router
 		} else {

@@ -88,7 +88,7 @@ func runBench(env Env, args []string) error {
 		"data directory of a local node, where a generated admin token is kept")
 	fs.StringVar(&p.UserPrefix, "user-prefix", "", "prefix of the simulated users' ids (default: random, so runs never share users)")
 	fs.BoolVar(&p.TLSInsecure, "tls-insecure", false, "accept any server certificate (self-signed test certificates)")
-	fs.IntVar(&p.SourceIPs, "source-ips", 1, "spread client source addresses over 127.0.0.1..127.0.0.N, each with its own ephemeral ports (raw clients)")
+	fs.IntVar(&p.SourceIPs, "source-ips", 1, "spread client source addresses over 127.0.0.1..127.0.0.N, each with its own ephemeral ports")
 	// Servers to watch.
 	ops := fs.String("ops-url", "http://127.0.0.1:7071",
 		"ops listener(s) to read /metrics from, comma-separated, one per server, \"\" for none (default with the default --url only)")
@@ -102,6 +102,7 @@ func runBench(env Env, args []string) error {
 	fs.IntVar(&p.Concurrency, "concurrency", 100, "connection attempts in progress at once, over all processes")
 	fs.Float64Var(&p.ConnectRate, "connect-rate", 0, "pace new connections at this many per second (0: as fast as --concurrency allows)")
 	fs.IntVar(&p.Retries, "retries", 3, "times a failed connection attempt is repeated, with back-off (after Retry-After for a 503)")
+	fs.StringVar(&p.CPUProfile, "cpuprofile", "", "write CPU profiles of the tool itself: FILE for this process, FILE.N for worker N of --procs")
 	fs.StringVar(&cfg.JSONPath, "json", "", "also write the full report, every number, as JSON to this file")
 	// Scenarios.
 	fs.IntVar(&p.Conns, "conns", 0, "idle, connect, storm: connections")
@@ -167,6 +168,13 @@ func runBench(env Env, args []string) error {
 	cfg.Command = "floodgate bench " + quoteArgs(redact(append([]string{p.Scenario}, args...)))
 	cfg.Stdout, cfg.Stderr = env.Stdout, env.Stderr
 
+	if p.CPUProfile != "" {
+		stopProfile, err := bench.StartCPUProfile(p.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	_, err := bench.Run(ctx, cfg)
