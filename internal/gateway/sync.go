@@ -55,35 +55,49 @@ func (g *Gateway) sync(ctx context.Context, c Caller, a protocol.SyncArgs) (prot
 		}
 	}
 	slices.Sort(ids)
-	var targets []syncTarget
-	if len(ids) > 0 {
-		states, err := g.st.ConvStates(ctx, c.App, c.User, ids)
+	// With all, the user's conversations are read first: they usually
+	// cover every listed id too, so that one query answers the whole sync.
+	// Only the listed ids it does not cover (rooms, conversations the user
+	// left, anything past maxUserConvs) are read by id.
+	var ucs []store.ConvState
+	if a.All {
+		var err error
+		if ucs, err = g.st.UserConversations(ctx, c.App, c.User, maxUserConvs); err != nil {
+			return res, g.storeError("sync", err)
+		}
+	}
+	byID := make(map[string]store.ConvState, len(ucs)+len(ids))
+	for _, st := range ucs {
+		byID[st.ID] = st
+	}
+	var rest []string
+	for _, id := range ids {
+		if _, ok := byID[id]; !ok {
+			rest = append(rest, id)
+		}
+	}
+	if len(rest) > 0 {
+		states, err := g.st.ConvStates(ctx, c.App, c.User, rest)
 		if err != nil {
 			return res, g.storeError("sync", err)
 		}
-		byID := make(map[string]store.ConvState, len(states))
 		for _, st := range states {
 			byID[st.ID] = st
 		}
-		for _, id := range ids {
-			st, ok := byID[id]
-			readable := ok && (st.Member || (st.Kind == store.KindRoom && c.sess != nil && c.sess.inRoom(id)))
-			if !readable {
-				res.Convs = append(res.Convs, protocol.SyncConv{Conv: id, Gone: true, Messages: []protocol.Message{}})
-				continue
-			}
-			targets = append(targets, syncTarget{id: id, kind: st.Kind, from: a.Convs[id], last: st.LastSeq})
-		}
 	}
-	if a.All {
-		ucs, err := g.st.UserConversations(ctx, c.App, c.User, maxUserConvs)
-		if err != nil {
-			return res, g.storeError("sync", err)
+	var targets []syncTarget
+	for _, id := range ids {
+		st, ok := byID[id]
+		readable := ok && (st.Member || (st.Kind == store.KindRoom && c.sess != nil && c.sess.inRoom(id)))
+		if !readable {
+			res.Convs = append(res.Convs, protocol.SyncConv{Conv: id, Gone: true, Messages: []protocol.Message{}})
+			continue
 		}
-		for _, uc := range ucs {
-			if _, listed := a.Convs[uc.ID]; !listed {
-				targets = append(targets, syncTarget{id: uc.ID, kind: uc.Kind, from: uc.JoinedSeq, last: uc.LastSeq})
-			}
+		targets = append(targets, syncTarget{id: id, kind: st.Kind, from: a.Convs[id], last: st.LastSeq})
+	}
+	for _, uc := range ucs {
+		if _, listed := a.Convs[uc.ID]; !listed {
+			targets = append(targets, syncTarget{id: uc.ID, kind: uc.Kind, from: uc.JoinedSeq, last: uc.LastSeq})
 		}
 	}
 	msgs, bytes := 0, 0
