@@ -173,8 +173,8 @@ func (g *Gateway) janitor() {
 			return
 		case <-t.C:
 		}
-		for _, s := range g.catchUps.due(g.now()) {
-			g.resync(s, tick)
+		for _, e := range g.catchUps.due(g.now()) {
+			g.catchUpDue(e, tick)
 		}
 		if n%4 == 0 {
 			ctx, cancel := context.WithTimeout(g.ctx, g.o.RequestTimeout)

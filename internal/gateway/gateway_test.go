@@ -231,10 +231,10 @@ func TestCatchUpDue(t *testing.T) {
 	if got := c.due(t0.Add(time.Second)); len(got) != 0 {
 		t.Fatalf("due early: %d", len(got))
 	}
-	if got := c.due(t0.Add(2 * time.Second)); len(got) != 1 || got[0] != s1 {
+	if got := c.due(t0.Add(2 * time.Second)); len(got) != 1 || got[0].s != s1 {
 		t.Fatalf("at 2s: %v", got)
 	}
-	if got := c.due(t0.Add(10 * time.Second)); len(got) != 2 || got[0] != s2 || got[1] != s3 {
+	if got := c.due(t0.Add(10 * time.Second)); len(got) != 2 || got[0].s != s2 || got[1].s != s3 {
 		t.Fatalf("at 10s: %v", got)
 	}
 	if got := c.due(t0.Add(time.Hour)); len(got) != 0 {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -76,8 +77,8 @@ func (c *catchUp) add(s *Session, at time.Time) {
 	c.mu.Unlock()
 }
 
-// due removes and returns the sessions scheduled at or before now.
-func (c *catchUp) due(now time.Time) []*Session {
+// due removes and returns the entries scheduled at or before now.
+func (c *catchUp) due(now time.Time) []catchUpEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -87,12 +88,24 @@ func (c *catchUp) due(now time.Time) []*Session {
 	if n == 0 {
 		return nil
 	}
-	out := make([]*Session, n)
-	for i, e := range c.pending[:n] {
-		out[i] = e.s
-	}
+	out := slices.Clone(c.pending[:n])
 	c.pending = append(c.pending[:0], c.pending[n:]...)
 	return out
+}
+
+// catchUpDue sends the resync of a due catch-up, unless the client has
+// already done what it would ask: a full sync whose reads began after the
+// subscriptions had settled (at) covers everything committed until then,
+// and anything committed later is published after the settling and so
+// delivered live. In a reconnect storm, where the first sync of a client
+// often waits longer than the catch-up delay, this spares the store a
+// second sync of every client.
+func (g *Gateway) catchUpDue(e catchUpEntry, spread time.Duration) {
+	if synced := e.s.fullSync.Load(); synced != 0 && synced >= e.at.UnixNano() {
+		g.m.CatchUpsSkipped.Inc()
+		return
+	}
+	g.resync(e.s, spread)
 }
 
 // scheduleCatchUp queues s for a resync after the configured delay.

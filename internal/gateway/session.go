@@ -35,6 +35,11 @@ type Session struct {
 	app, user, device string
 	issued            time.Time
 
+	// fullSync is when the reads of the session's latest complete full
+	// sync began (unix ns, 0 for none): one with all=true that listed
+	// every room of the session and was not cut short by a size bound.
+	fullSync atomic.Int64
+
 	// Frame handler state.
 	bucket  bucket
 	rooms   map[string]struct{}
@@ -419,6 +424,16 @@ func (s *Session) leaveRoom(conv string) (any, *protocol.Error) {
 func (s *Session) inRoom(conv string) bool {
 	_, ok := s.rooms[conv]
 	return ok
+}
+
+// roomsListed reports whether every room of the session is in convs.
+func (s *Session) roomsListed(convs map[string]uint64) bool {
+	for r := range s.rooms {
+		if _, ok := convs[r]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func sessionName(id uint64) string {

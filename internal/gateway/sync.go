@@ -55,6 +55,7 @@ func (g *Gateway) sync(ctx context.Context, c Caller, a protocol.SyncArgs) (prot
 		}
 	}
 	slices.Sort(ids)
+	started := g.now()
 	// With all, the user's conversations are read first: they usually
 	// cover every listed id too, so that one query answers the whole sync.
 	// Only the listed ids it does not cover (rooms, conversations the user
@@ -131,6 +132,9 @@ func (g *Gateway) sync(ctx context.Context, c Caller, a protocol.SyncArgs) (prot
 			}
 		}
 		res.Convs = append(res.Convs, sc)
+	}
+	if a.All && !res.More && c.sess != nil && c.sess.roomsListed(a.Convs) {
+		c.sess.fullSync.Store(started.UnixNano())
 	}
 	return res, nil
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/floodgate/floodgate/internal/store"
 	"github.com/floodgate/floodgate/internal/store/memstore"
@@ -104,5 +105,61 @@ func TestSyncReadsStatesOnce(t *testing.T) {
 	}
 	if uc, byID := reads.reset(); uc != 0 || !slices.EqualFunc(byID, [][]string{{"g1"}}, slices.Equal) {
 		t.Fatalf("store reads: %d UserConversations, ConvStates %v; want 0 and [[g1]]", uc, byID)
+	}
+}
+
+// A catch-up resync is sent unless a complete full sync began at or after
+// its due time: one that listed every room of the session and was not cut
+// short.
+func TestCatchUpSkippedAfterFullSync(t *testing.T) {
+	ctx := t.Context()
+	clk := &clock{t: time.Unix(1000, 0)}
+	g := newTestGateway(t, newFakeBus(), func(o *Options) { o.Now = clk.now; o.CatchUp = 2 * time.Second })
+	if err := g.st.CreateApp(ctx, store.App{ID: "a", Name: "a", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.st.CreateConversation(ctx, store.Conversation{App: "a", ID: "r1", Kind: store.KindRoom, Creator: "bob"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		syncAt   time.Duration // after the subscription; <0: no sync
+		args     protocol.SyncArgs
+		inRoom   bool
+		resynced bool
+	}{
+		{"no sync", -1, protocol.SyncArgs{}, false, true},
+		{"full sync before the due time", time.Second, protocol.SyncArgs{All: true}, false, true},
+		{"full sync at the due time", 2 * time.Second, protocol.SyncArgs{All: true}, false, false},
+		{"sync without all", 3 * time.Second, protocol.SyncArgs{Convs: map[string]uint64{"r1": 0}}, false, true},
+		{"full sync leaving out a room", 3 * time.Second, protocol.SyncArgs{All: true}, true, true},
+		{"full sync listing the room", 3 * time.Second, protocol.SyncArgs{All: true, Convs: map[string]uint64{"r1": 0}}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := &fakeConn{id: 1, keep: true}
+			s := &Session{g: g, conn: conn, id: 1, app: "a", user: "alice"}
+			s.authed.Store(true)
+			if tc.inRoom {
+				s.rooms = map[string]struct{}{"r1": {}}
+			}
+			subscribed := clk.now()
+			g.scheduleCatchUp(s)
+			if tc.syncAt >= 0 {
+				clk.add(tc.syncAt)
+				if _, perr := g.sync(ctx, s.caller(), tc.args); perr != nil {
+					t.Fatal(perr)
+				}
+			}
+			clk.add(time.Hour)
+			for _, e := range g.catchUps.due(clk.now()) {
+				if !e.at.Equal(subscribed.Add(2 * time.Second)) {
+					t.Fatalf("catch-up due at %v, want 2s after %v", e.at, subscribed)
+				}
+				g.catchUpDue(e, 0)
+			}
+			if got := conn.sent.Load() == 1; got != tc.resynced {
+				t.Fatalf("resync sent: %v, want %v (frames %d)", got, tc.resynced, conn.sent.Load())
+			}
+		})
 	}
 }
