@@ -168,6 +168,7 @@ func runBench(env Env, args []string) error {
 	cfg.Command = "floodgate bench " + quoteArgs(redact(append([]string{p.Scenario}, args...)))
 	cfg.Stdout, cfg.Stderr = env.Stdout, env.Stderr
 
+	bench.TrimGC()
 	if p.CPUProfile != "" {
 		stopProfile, err := bench.StartCPUProfile(p.CPUProfile)
 		if err != nil {

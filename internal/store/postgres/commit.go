@@ -239,7 +239,7 @@ type convBatch struct {
 func (s *Store) tryBatch(ctx context.Context, reqs []*appendReq) (err error) {
 	convs := groupByConv(reqs)
 
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	tx, err := s.commitPool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return err
 	}

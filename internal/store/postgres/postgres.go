@@ -8,8 +8,9 @@
 // multi-row lock is taken in one global order (see AppendMessage). Appends
 // go through group commit: many concurrent appends of one node share one
 // transaction and one WAL flush. Every other method is one statement or one
-// short READ COMMITTED transaction on the pool; the reads a connecting
-// client's auth needs have a small pool of their own (Options.AuthConns).
+// short READ COMMITTED transaction on the pool; the committer and the
+// reads a connecting client's auth needs have connections of their own
+// (Options.AuthConns), so neither queues behind a storm of reads.
 //
 // The schema is created and upgraded at Open by the versioned migrations
 // embedded in the package, under an advisory lock so that nodes starting
@@ -49,9 +50,12 @@ type Options struct {
 	// search_path. Empty means the connection's own search_path (normally
 	// "public").
 	Schema string
-	// MaxConns is the size of the connection pool; default 16. The
-	// committer holds one connection per batch; every other call holds one
-	// for its statement or transaction.
+	// MaxConns is the size of the connection pool; default 16. Every call
+	// but AppendMessage and the auth reads holds one of its connections
+	// for its statement or transaction. The committer has one more
+	// connection, of its own: a batch answers hundreds of senders at once,
+	// and in a reconnect storm it would otherwise wait for a connection
+	// behind thousands of syncs, each answering one.
 	MaxConns int
 	// AuthConns is the size of a second pool, for the reads a connecting
 	// client's auth needs (apps and revocations); default 2. In a
@@ -91,6 +95,7 @@ type Options struct {
 type Store struct {
 	pool          *pgxpool.Pool
 	authPool      *pgxpool.Pool // see Options.AuthConns
+	commitPool    *pgxpool.Pool // the committer's one connection; see Options.MaxConns
 	now           func() time.Time
 	log           *slog.Logger
 	onCommit      func(int, time.Duration)
@@ -164,19 +169,26 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	authCfg := cfg.Copy()
 	authCfg.MaxConns = int32(min(o.AuthConns, math.MaxInt32))
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+	commitCfg := cfg.Copy()
+	commitCfg.MaxConns = 1
+	var pools []*pgxpool.Pool
+	closePools := func() {
+		for _, p := range pools {
+			p.Close()
+		}
 	}
-	authPool, err := pgxpool.NewWithConfig(ctx, authCfg)
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: %w", err)
+	for _, c := range []*pgxpool.Config{cfg, authCfg, commitCfg} {
+		p, err := pgxpool.NewWithConfig(ctx, c)
+		if err != nil {
+			closePools()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		pools = append(pools, p)
 	}
+	pool, authPool, commitPool := pools[0], pools[1], pools[2]
 	applied, err := migrate(ctx, pool, o.Schema, steps, o.Now())
 	if err != nil {
-		authPool.Close()
-		pool.Close()
+		closePools()
 		return nil, err
 	}
 	for _, name := range applied {
@@ -186,6 +198,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{
 		pool:          pool,
 		authPool:      authPool,
+		commitPool:    commitPool,
 		now:           o.Now,
 		log:           o.Logger,
 		onCommit:      o.OnCommit,
@@ -211,20 +224,22 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 
 		<-s.done
+		s.commitPool.Close()
 		s.authPool.Close()
 		s.pool.Close()
 	})
 	return nil
 }
 
-// PoolStats implements store.Pooled: the main pool and the auth pool.
+// PoolStats implements store.Pooled: the main pool, the auth pool and the
+// committer's.
 func (s *Store) PoolStats() []store.PoolStats {
 	stat := func(name string, p *pgxpool.Pool) store.PoolStats {
 		st := p.Stat()
 		return store.PoolStats{Name: name, MaxConns: int(st.MaxConns()), InUse: int(st.AcquiredConns()),
 			Idle: int(st.IdleConns()), Waits: st.EmptyAcquireCount(), WaitTime: st.EmptyAcquireWaitTime()}
 	}
-	return []store.PoolStats{stat("main", s.pool), stat("auth", s.authPool)}
+	return []store.PoolStats{stat("main", s.pool), stat("auth", s.authPool), stat("commit", s.commitPool)}
 }
 
 // Ping implements store.Store: it checks that the store is open and that

@@ -209,12 +209,16 @@ func TestPingReadOnly(t *testing.T) {
 }
 
 // With every connection of the main pool taken (a reconnect storm's syncs),
-// the reads an auth needs still answer at once from their own pool, and
-// the pool statistics show the calls waiting on the main one.
-func TestAuthReadsBypassBusyPool(t *testing.T) {
+// the reads an auth needs and the group commit still go ahead on their own
+// connections, and the pool statistics show the calls waiting on the main
+// pool.
+func TestAuthAndCommitBypassBusyPool(t *testing.T) {
 	s := openTest(t, newSchema(t), Options{MaxConns: 2})
 	ctx := t.Context()
 	if err := s.CreateApp(ctx, store.App{ID: "a1", Name: "one", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateConversation(ctx, store.Conversation{App: "a1", ID: "g1", Kind: store.KindGroup, Creator: "u1"}, []string{"u1"}); err != nil {
 		t.Fatal(err)
 	}
 	var held []*pgxpool.Conn
@@ -250,16 +254,22 @@ func TestAuthReadsBypassBusyPool(t *testing.T) {
 	if _, err := s.RevokedBefore(authCtx, "a1", "u1"); err != nil {
 		t.Fatalf("RevokedBefore: %v", err)
 	}
+	if ap, err := s.AppendMessage(authCtx, store.NewMessage{App: "a1", Conv: "g1", Sender: "u1", ClientMsgID: "c1", Body: []byte(`"hi"`)}); err != nil || ap.Seq != 1 {
+		t.Fatalf("AppendMessage with the main pool exhausted: %+v, %v", ap, err)
+	}
 
 	stats := map[string]store.PoolStats{}
 	for _, p := range s.PoolStats() {
 		stats[p.Name] = p
 	}
-	main, auth := stats["main"], stats["auth"]
+	main, auth, commit := stats["main"], stats["auth"], stats["commit"]
 	if main.MaxConns != 2 || main.InUse != 2 || main.Waits < 1 {
 		t.Errorf("main pool stats %+v: want 2 of 2 in use and a wait counted", main)
 	}
 	if auth.MaxConns != 2 || auth.InUse != 0 {
 		t.Errorf("auth pool stats %+v: want size 2, none in use", auth)
+	}
+	if commit.MaxConns != 1 || commit.InUse != 0 {
+		t.Errorf("commit pool stats %+v: want size 1, none in use", commit)
 	}
 }
