@@ -194,22 +194,13 @@ func (c *convCache) get(ctx context.Context, app, id string) (*convInfo, error) 
 	if ok && now.Sub(ci.at) < c.ttl {
 		return ci, nil
 	}
-	conv, err := c.st.Conversation(ctx, app, id)
+	conv, members, err := c.st.ConversationMembers(ctx, app, id, c.maxMembers)
 	if err != nil {
 		return nil, err
 	}
-	ci = &convInfo{conv: conv, at: now}
-	if conv.Kind != store.KindRoom {
-		ms, err := c.st.Members(ctx, app, id, c.maxMembers)
-		if err != nil {
-			return nil, err
-		}
-		ci.members = make([]string, len(ms))
-		for i, m := range ms {
-			ci.members[i] = m.User
-		}
-		slices.Sort(ci.members)
-	}
+	// isMember searches in Go's byte order, whatever the engine sorted by.
+	slices.Sort(members)
+	ci = &convInfo{conv: conv, members: members, at: now}
 	c.mu.Lock()
 	if len(c.m) >= c.max {
 		evictOne(c.m)

@@ -77,6 +77,11 @@ func (o observed) Members(ctx context.Context, app, conv string, limit int) (r [
 	return o.s.Members(ctx, app, conv, limit)
 }
 
+func (o observed) ConversationMembers(ctx context.Context, app, id string, limit int) (c Conversation, ms []string, err error) {
+	defer func(t time.Time) { o.done("ConversationMembers", t, err) }(time.Now())
+	return o.s.ConversationMembers(ctx, app, id, limit)
+}
+
 func (o observed) MemberCount(ctx context.Context, app, conv string) (n int, err error) {
 	defer func(t time.Time) { o.done("MemberCount", t, err) }(time.Now())
 	return o.s.MemberCount(ctx, app, conv)

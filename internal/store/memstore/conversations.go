@@ -324,3 +324,8 @@ func (s *Store) convState(cv *conv, user string) store.ConvState {
 	}
 	return st
 }
+
+// ConversationMembers implements store.Store.
+func (s *Store) ConversationMembers(ctx context.Context, app, id string, limit int) (store.Conversation, []string, error) {
+	return store.ConversationMembersOf(ctx, s, app, id, limit)
+}

@@ -202,6 +202,34 @@ func (s *Store) Conversation(ctx context.Context, app, id string) (store.Convers
 	return c, s.fail(ctx, err)
 }
 
+// ConversationMembers implements store.Store in one round trip.
+func (s *Store) ConversationMembers(ctx context.Context, app, id string, limit int) (store.Conversation, []string, error) {
+	if err := s.check(ctx); err != nil {
+		return store.Conversation{}, nil, err
+	}
+	var (
+		c  store.Conversation
+		ms []string
+	)
+	var createdAt, lastAt int64
+	err := s.pool.QueryRow(ctx, `SELECT `+convColumns+`,
+			ARRAY(SELECT m.user_id FROM members m WHERE m.app_id = c.app_id AND m.conv_id = c.id
+				ORDER BY m.user_id LIMIT $3)
+		FROM conversations c WHERE c.app_id = $1 AND c.id = $2`, app, id, max(limit, 0)).
+		Scan(&c.App, &c.ID, &c.Kind, &c.Name, &c.Creator, &createdAt, &c.LastSeq, &lastAt, &ms)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Conversation{}, nil, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Conversation{}, nil, s.fail(ctx, err)
+	}
+	c.CreatedAt, c.LastAt = fromMsec(createdAt), fromMsec(lastAt)
+	if len(ms) == 0 {
+		ms = nil
+	}
+	return c, ms, nil
+}
+
 // Member implements store.Store.
 func (s *Store) Member(ctx context.Context, app, conv, user string) (store.Member, error) {
 	if err := s.check(ctx); err != nil {

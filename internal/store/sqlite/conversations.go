@@ -426,3 +426,8 @@ func scanStates(rows *sql.Rows) ([]store.ConvState, error) {
 	}
 	return out, rows.Err()
 }
+
+// ConversationMembers implements store.Store.
+func (s *Store) ConversationMembers(ctx context.Context, app, id string, limit int) (store.Conversation, []string, error) {
+	return store.ConversationMembersOf(ctx, s, app, id, limit)
+}

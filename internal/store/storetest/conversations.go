@@ -236,6 +236,24 @@ func testMembers(t *testing.T, open func(*testing.T) store.Store) {
 	wantErr(t, "Members(missing conversation)", err, store.ErrNotFound)
 	_, err = s.MemberCount(ctx, "a", "g:missing")
 	wantErr(t, "MemberCount(missing conversation)", err, store.ErrNotFound)
+
+	c, ids, err := s.ConversationMembers(ctx, "a", "g:1", 100)
+	if err != nil || c.ID != "g:1" || c.Kind != store.KindGroup || !slices.Equal(ids, []string{"u1", "u2", "u3", "u4", "u5"}) {
+		t.Errorf("ConversationMembers = %+v, %v, %v; want g:1 with u1..u5 in order", c, ids, err)
+	}
+	if want, err := s.Conversation(ctx, "a", "g:1"); err != nil || !c.CreatedAt.Equal(want.CreatedAt) || c.LastSeq != want.LastSeq {
+		t.Errorf("ConversationMembers' conversation %+v differs from Conversation's %+v (%v)", c, want, err)
+	}
+	if _, ids, err := s.ConversationMembers(ctx, "a", "g:1", 2); err != nil || !slices.Equal(ids, []string{"u1", "u2"}) {
+		t.Errorf("ConversationMembers(limit 2) = %v, %v; want u1, u2", ids, err)
+	}
+	if c, ids, err := s.ConversationMembers(ctx, "a", "r:1", 10); err != nil || c.Kind != store.KindRoom || len(ids) != 0 {
+		t.Errorf("ConversationMembers(room) = %+v, %v, %v; want the room, no members", c, ids, err)
+	}
+	_, _, err = s.ConversationMembers(ctx, "a", "g:missing", 10)
+	wantErr(t, "ConversationMembers(missing conversation)", err, store.ErrNotFound)
+	_, _, err = s.ConversationMembers(ctx, "b", "g:1", 10)
+	wantErr(t, "ConversationMembers(another app)", err, store.ErrNotFound)
 }
 
 func testAddRemoveMembers(t *testing.T, open func(*testing.T) store.Store) {
