@@ -425,32 +425,6 @@ func (s *Store) ListConversations(ctx context.Context, app, user string, cursor 
 	return out, nil
 }
 
-// UserConversations implements store.Store.
-func (s *Store) UserConversations(ctx context.Context, app, user string, limit int) ([]store.ConvState, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return nil, nil
-	}
-	// members_by_user holds (app_id, user_id, conv_id): the scan is already
-	// in id order.
-	rows, err := s.pool.Query(ctx, `
-		SELECT c.id, c.kind, c.last_seq, m.joined_seq, m.read_seq, TRUE
-		FROM members m JOIN conversations c ON c.app_id = m.app_id AND c.id = m.conv_id
-		WHERE m.app_id = $1 AND m.user_id = $2 AND c.kind <> 'room'
-		ORDER BY m.conv_id
-		LIMIT $3`, app, user, limit)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	out, err := pgx.CollectRows(rows, scanState)
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
-	return out, nil
-}
-
 // ConvStates implements store.Store. The result is ordered by id, with no
 // repeats.
 func (s *Store) ConvStates(ctx context.Context, app, user string, ids []string) ([]store.ConvState, error) {

@@ -7,8 +7,10 @@
 // the conversation, duplicates are found after taking it, and every
 // multi-row lock is taken in one global order (see AppendMessage). Appends
 // go through group commit: many concurrent appends of one node share one
-// transaction and one WAL flush. Every other method is one statement or one
-// short READ COMMITTED transaction on the pool; the committer and the
+// transaction and one WAL flush; likewise, the UserConversations reads of
+// concurrent callers (every connecting client's sync) share statements.
+// Every other method is one statement or one short READ COMMITTED
+// transaction on the pool; the committer and the
 // reads a connecting client's auth needs have connections of their own
 // (Options.AuthConns), so neither queues behind a storm of reads.
 //
@@ -91,7 +93,8 @@ type Options struct {
 // Store is a store.Store on a PostgreSQL database. It is safe for
 // concurrent use, by many goroutines and alongside Stores of other
 // processes on the same database and schema. It owns one goroutine, the
-// committer, and the pool's; Close stops them.
+// committer, the readers of users' conversations (userconvs.go) and the
+// pools'; Close stops them.
 type Store struct {
 	pool          *pgxpool.Pool
 	authPool      *pgxpool.Pool // see Options.AuthConns
@@ -109,9 +112,18 @@ type Store struct {
 	queue  chan *appendReq
 	// done is closed when the committer has drained the queue and exited.
 	done chan struct{}
+	// userConvReqs queues UserConversations reads for the readers (see
+	// userconvs.go); closing stopReaders stops them, readers waits for them.
+	userConvReqs chan *userConvReq
+	stopReaders  chan struct{}
+	readers      sync.WaitGroup
 	// retries counts batch attempts that failed with a serialization
 	// failure or a deadlock and were run again; the deadlock tests read it.
 	retries atomic.Int64
+	// userConvQueued and userConvStatements count the reads of users'
+	// conversations queued and the statements that ran them; the
+	// coalescing test reads them.
+	userConvQueued, userConvStatements atomic.Int64
 
 	closeOnce sync.Once
 }
@@ -206,8 +218,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		commitTimeout: o.CommitTimeout,
 		queue:         make(chan *appendReq, o.QueueSize),
 		done:          make(chan struct{}),
+		userConvReqs:  make(chan *userConvReq, userConvQueue),
+		stopReaders:   make(chan struct{}),
 	}
 	go s.commitLoop()
+	for range userConvReaders {
+		s.readers.Go(func() { s.userConvReader(s.stopReaders) })
+	}
 	return s, nil
 }
 
@@ -224,6 +241,8 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 
 		<-s.done
+		close(s.stopReaders)
+		s.readers.Wait()
 		s.commitPool.Close()
 		s.authPool.Close()
 		s.pool.Close()
