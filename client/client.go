@@ -52,9 +52,12 @@ type Options struct {
 	// App is the app id.
 	App string
 	// Token returns a user token (a JWT signed by the app's backend). It is
-	// called before every connection, so an expired or revoked token
-	// (close 4300–4399) is replaced by a fresh one. An error is retried
-	// with back-off. The context ends after DialTimeout or on Close.
+	// called for every connection, once a gateway has accepted it and
+	// before auth, so an expired or revoked token (close 4300–4399) is
+	// replaced by a fresh one, and attempts that find no gateway cost the
+	// app's backend nothing. An error is retried with back-off. The context
+	// ends after DialTimeout or on Close; meanwhile the gateway's auth
+	// timeout runs, so a Token slower than that costs an attempt.
 	Token func(ctx context.Context) (string, error)
 	// Cursors starts the given conversations at these delivered seqs, for
 	// instance as saved from Client.Cursors by a previous run: messages

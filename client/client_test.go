@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -570,6 +571,36 @@ func TestNonIdempotentCallReportsUnknownOutcome(t *testing.T) {
 	got, err := h.c.Conversation(ctxT(t), "g1")
 	if err != nil || got.Conversation.ID != "g1" {
 		t.Fatalf("Conversation: %+v, %v", got, err)
+	}
+}
+
+// While no gateway accepts the connection, the client retries without
+// asking for a token: an outage costs the app's backend nothing.
+func TestNoTokenWithoutConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "ws://" + ln.Addr().String() + "/v1/ws"
+	ln.Close() // connections to it are now refused
+	s := newFakeServer(t)
+	opts := testOptions(t, s)
+	opts.URL = dead
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- h.dial(ctx, opts) }()
+	h.waitUntil("three failed attempts", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.waits) >= 3
+	})
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("Dial to a closed port succeeded")
+	}
+	if got := h.tokenCalls(); got != 0 {
+		t.Fatalf("Token called %d times with no gateway up, want 0", got)
 	}
 }
 

@@ -156,12 +156,6 @@ func (c *Client) attempt(nx nextAttempt) (outcome, target) {
 		}
 		ts, routed = rts, true
 	}
-	tctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
-	tok, err := c.opts.Token(tctx)
-	cancel()
-	if err != nil {
-		return outcome{err: fmt.Errorf("floodgate: token: %w", err)}, none
-	}
 	cn, o := c.dialAny(ts)
 	if cn == nil && c.route != nil && !routed && c.ctx.Err() == nil {
 		// The redirect target failed: on to the route.
@@ -183,6 +177,17 @@ func (c *Client) attempt(nx nextAttempt) (outcome, target) {
 	at := target{url: cn.url, idx: cn.idx}
 	go c.readLoop(cn)
 
+	// The token only once a gateway took the connection: while the
+	// cluster is down, its clients' retries cost the app's backend (which
+	// Token usually asks) nothing.
+	tctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
+	tok, err := c.opts.Token(tctx)
+	cancel()
+	if err != nil {
+		cn.abort()
+		<-cn.readDone
+		return outcome{err: fmt.Errorf("floodgate: token: %w", err)}, none
+	}
 	auth, err := c.authenticate(cn, tok)
 	if err != nil {
 		var perr *protocol.Error
