@@ -23,6 +23,10 @@ import (
 // make the client allocate without bound.
 const maxReadBytes = 8 << 20
 
+// readBufferBytes is the read buffer of a connection: most frames from the
+// server are a few hundred bytes.
+const readBufferBytes = 2048
+
 // closeGrace is how long the client waits for the server's side of a
 // close (its close frame, or the close after a directive or a refused auth)
 // before dropping the socket.
@@ -96,10 +100,11 @@ func dialWS(ctx context.Context, url string, o *Options) (*wsConn, error) {
 		closed:       make(chan struct{}),
 		pending:      make(map[uint64]*pending),
 	}
-	var src io.Reader = nc
-	if br != nil {
-		// The server may have written frames right behind the handshake.
-		src = br
+	// Buffered, so that a frame's header and payload (and often the next
+	// frames) take one read rather than two or more.
+	src := br
+	if src == nil {
+		src = bufio.NewReaderSize(nc, readBufferBytes)
 	}
 	cn.rd = &wsutil.Reader{Source: src, State: ws.StateClientSide, MaxFrameSize: maxReadBytes, MaxMessageSize: maxReadBytes}
 	cn.ctl = wsutil.ControlFrameHandler(lockedWriter{cn}, ws.StateClientSide)
@@ -171,11 +176,25 @@ func (cn *wsConn) write(frame []byte) error {
 	cn.wmu.Lock()
 	defer cn.wmu.Unlock()
 	_ = cn.nc.SetWriteDeadline(time.Now().Add(cn.writeTimeout))
-	err := wsutil.WriteClientText(cn.nc, frame)
+	_, err := cn.nc.Write(clientTextFrame(frame))
 	if err != nil {
 		cn.abort()
 	}
 	return err
+}
+
+// clientTextFrame returns msg as one masked text frame, header and payload
+// in one buffer: one write and one segment per message, where writing the
+// header and the payload separately costs two of each. msg is not changed.
+func clientTextFrame(msg []byte) []byte {
+	h := ws.Header{Fin: true, OpCode: ws.OpText, Masked: true, Mask: ws.NewMask(), Length: int64(len(msg))}
+	b := bytes.NewBuffer(make([]byte, 0, ws.HeaderSize(h)+len(msg)))
+	_ = ws.WriteHeader(b, h) // a bytes.Buffer does not fail
+	n := b.Len()
+	b.Write(msg)
+	out := b.Bytes()
+	ws.Cipher(out[n:], h.Mask, 0)
+	return out
 }
 
 // closeWith starts a clean close: a close frame with code, then the reader
