@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -100,6 +103,9 @@ type StormReport struct {
 	// the clients saw them.
 	RejectedServer  float64 `json:"rejected_server"`
 	RejectedClients int64   `json:"rejected_clients"`
+	// Retries counts the clients' retries (over the whole run) by cause:
+	// the SDK's reason, and for a failed connection how it failed.
+	Retries map[string]int64 `json:"retries,omitempty"`
 	// Peaks summed over the servers (-1 when unknown).
 	PeakRSS float64 `json:"peak_rss_bytes"`
 	PeakFDs float64 `json:"peak_open_fds"`
@@ -237,7 +243,8 @@ func (r *Report) fillIdle(servers []ServerSeries) {
 
 func (r *Report) fillStorm(res ShardResult, servers []ServerSeries) {
 	st := &StormReport{Clients: res.Counters.Target, Lost: res.Counters.Dropped, Reconnected: res.Counters.Reconnected,
-		Resumed: res.Counters.Resumed, AllConnectedSeconds: -1, AllResumedSeconds: -1, RejectedClients: res.ClientRejected}
+		Resumed: res.Counters.Resumed, AllConnectedSeconds: -1, AllResumedSeconds: -1, RejectedClients: res.ClientRejected,
+		Retries: res.Retries}
 	r.Storm = st
 	if r.origin > 0 {
 		st.OutageStart = time.Unix(0, r.origin)
@@ -340,6 +347,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 			secondsOrNA(st.AllConnectedSeconds), secondsOrNA(st.AllResumedSeconds))
 		fmt.Fprintf(&b, "%-13s rejected (503): %s by the servers, %d seen by the clients   peak RSS %s   peak fds %s\n", "",
 			numOrNA(st.RejectedServer, 0), st.RejectedClients, bytesOrNA(st.PeakRSS), numOrNA(st.PeakFDs, 0))
+		if len(st.Retries) > 0 {
+			causes := slices.SortedFunc(maps.Keys(st.Retries), func(a, b string) int {
+				return cmp.Or(cmp.Compare(st.Retries[b], st.Retries[a]), cmp.Compare(a, b))
+			})
+			parts := make([]string, len(causes))
+			for i, c := range causes {
+				parts[i] = fmt.Sprintf("%s %d", c, st.Retries[c])
+			}
+			fmt.Fprintf(&b, "%-13s %s\n", "retries", strings.Join(parts, "   "))
+		}
 	}
 	r.writeServers(&b)
 	if len(r.Errors) > 0 {

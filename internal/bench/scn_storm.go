@@ -34,6 +34,7 @@ type stormShard struct {
 	armed   atomic.Bool
 	// rejected counts upgrades refused with 503 that the clients saw.
 	rejected atomic.Int64
+	retries  retryCounts
 
 	// sendCtx bounds the messages clients send after coming back.
 	sendCtx    context.Context
@@ -66,7 +67,7 @@ func (s *stormShard) setup(ctx context.Context) error {
 	s.sendCtx, s.sendCancel = context.WithCancel(context.WithoutCancel(ctx))
 	n := 2 * (p.Hi - p.Lo)
 	s.clients = make([]*stormClient, n)
-	logger := slog.New(dialLog{rejected: &s.rejected})
+	logger := slog.New(dialLog{rejected: &s.rejected, retries: &s.retries})
 	var tlsConf *tls.Config
 	if p.TLSInsecure {
 		tlsConf = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
@@ -345,6 +346,7 @@ func (s *stormShard) finish(ctx context.Context, expect map[string]uint64, origi
 	}
 	res.Tally = tally
 	res.ClientRejected = s.rejected.Load()
+	res.Retries = s.retries.snapshot()
 }
 
 // close closes every client (the SDK sends a normal close) in parallel,
@@ -368,25 +370,88 @@ func (s *stormShard) close() {
 // dialLog is the SDK clients' logger: it keeps nothing but counts the
 // upgrades refused with HTTP 503, which the SDK reports only in its debug
 // log of failed dials (the server's counter restarts with the server, so
-// the clients' view is the one that covers a restart).
+// the clients' view is the one that covers a restart), and the clients'
+// retries by cause, which say what made the slowest ones slow.
 type dialLog struct {
 	rejected *atomic.Int64
+	retries  *retryCounts
 }
 
 func (h dialLog) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h dialLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "floodgate: dial failed" {
-		return nil
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "err" && strings.Contains(a.Value.String(), "HTTP 503") {
-			h.rejected.Add(1)
-			return false
+	switch r.Message {
+	case "floodgate: dial failed":
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" && strings.Contains(a.Value.String(), "HTTP 503") {
+				h.rejected.Add(1)
+				return false
+			}
+			return true
+		})
+	case "floodgate: reconnecting":
+		if h.retries == nil {
+			return nil
 		}
-		return true
-	})
+		var why, err string
+		r.Attrs(func(a slog.Attr) bool {
+			switch a.Key {
+			case "why":
+				why = a.Value.String()
+			case "err":
+				err = a.Value.String()
+			}
+			return true
+		})
+		h.retries.add(retryCause(why, err))
+	}
 	return nil
+}
+
+// retryCause names an SDK retry by its reason and, for a failed
+// connection, the kind of failure: a small fixed set of names.
+func retryCause(why, err string) string {
+	if why != "connection failed" {
+		return why
+	}
+	for _, c := range []struct{ part, name string }{
+		{"connection refused", "refused"}, {"token", "token"}, {"auth", "auth"},
+		{"timeout", "timeout"}, {"deadline exceeded", "timeout"}, {"connection reset", "reset"},
+		{"EOF", "closed"}, {"broken pipe", "closed"},
+	} {
+		if strings.Contains(err, c.part) {
+			return why + ": " + c.name
+		}
+	}
+	return why + ": other"
+}
+
+// retryCounts counts retries by cause. Causes come from the SDK's log, so
+// the map is capped all the same.
+type retryCounts struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+// maxRetryCauses bounds the causes counted; past it, "other".
+const maxRetryCauses = 32
+
+func (r *retryCounts) add(cause string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]int64)
+	}
+	if _, ok := r.m[cause]; !ok && len(r.m) >= maxRetryCauses {
+		cause = "other"
+	}
+	r.m[cause]++
+}
+
+func (r *retryCounts) snapshot() map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.m)
 }
 
 func (h dialLog) WithAttrs([]slog.Attr) slog.Handler { return h }

@@ -71,10 +71,12 @@ type ShardResult struct {
 	LastResumed int64 `json:"last_resumed,omitempty"`
 	// ClientRejected (storm) counts upgrades refused with HTTP 503, as the
 	// SDK clients saw them.
-	ClientRejected int64    `json:"client_rejected,omitempty"`
-	CPU            float64  `json:"cpu"`
-	MaxRSS         int64    `json:"max_rss_bytes"`
-	Notes          []string `json:"notes,omitempty"`
+	ClientRejected int64 `json:"client_rejected,omitempty"`
+	// Retries (storm) counts the SDK clients' retries by cause.
+	Retries map[string]int64 `json:"retries,omitempty"`
+	CPU     float64          `json:"cpu"`
+	MaxRSS  int64            `json:"max_rss_bytes"`
+	Notes   []string         `json:"notes,omitempty"`
 }
 
 // Wave is one round of connections of the connect scenario.
