@@ -97,9 +97,9 @@ func (c *catchUp) due(now time.Time) []catchUpEntry {
 // already done what it would ask: a full sync whose reads began after the
 // subscriptions had settled (at) covers everything committed until then,
 // and anything committed later is published after the settling and so
-// delivered live. In a reconnect storm, where the first sync of a client
-// often waits longer than the catch-up delay, this spares the store a
-// second sync of every client.
+// delivered live. When a client's first sync waits longer than the
+// catch-up delay (a node or store slow to answer), this spares the store a
+// second sync of that client.
 func (g *Gateway) catchUpDue(e catchUpEntry, spread time.Duration) {
 	if synced := e.s.fullSync.Load(); synced != 0 && synced >= e.at.UnixNano() {
 		g.m.CatchUpsSkipped.Inc()

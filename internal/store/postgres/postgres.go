@@ -10,9 +10,9 @@
 // transaction and one WAL flush; likewise, the UserConversations reads of
 // concurrent callers (every connecting client's sync) share statements.
 // Every other method is one statement or one short READ COMMITTED
-// transaction on the pool; the committer and the
-// reads a connecting client's auth needs have connections of their own
-// (Options.AuthConns), so neither queues behind a storm of reads.
+// transaction on the pool. The committer, and the reads a connecting
+// client's auth needs (Options.AuthConns), have connections of their own,
+// so that neither queues behind a storm of reads.
 //
 // The schema is created and upgraded at Open by the versioned migrations
 // embedded in the package, under an advisory lock so that nodes starting
