@@ -34,8 +34,8 @@ type Config struct {
 	OpsURLs []string
 	PID     int
 	// ForceGC makes the idle scenario collect the server's garbage (through
-	// the ops listener's heap profile) before its baseline and before it
-	// waits for the RSS to settle.
+	// the ops listener's heap profile) before its baseline and before every
+	// poll of the RSS while it settles.
 	ForceGC bool
 
 	// KillCmd and RestartCmd (storm) are shell commands the bench runs,

@@ -66,9 +66,13 @@ func (s *idleShard) close() {
 	}
 }
 
-// Settling: the server's RSS after the connections open includes garbage
-// and memory the runtime has not yet returned to the kernel. The
-// coordinator polls it until it stops dropping.
+// Settling: the server's RSS after the connections open includes garbage,
+// memory the runtime has not yet returned to the kernel, and goroutine
+// stacks grown while the connections were set up, which each collection
+// can only halve. The coordinator polls the RSS until it stops dropping,
+// with --force-gc collecting before every poll: the state an idle server
+// reaches by itself within minutes, since the runtime collects at least
+// every two minutes.
 const (
 	settlePoll   = 500 * time.Millisecond
 	settleStable = 4     // polls in a row without a drop: 2 s
@@ -84,11 +88,11 @@ func (r *runner) settle(ctx context.Context) {
 		sleepUntil(ctx, end)
 		return
 	}
-	if r.cfg.ForceGC {
-		r.forceGC(ctx)
-	}
 	low, stable := -1.0, 0
 	for sleepUntil(ctx, time.Now().Add(settlePoll)) {
+		if r.cfg.ForceGC {
+			r.forceGC(ctx)
+		}
 		xs := r.mon.sampleAll(ctx)
 		total := 0.0
 		for _, x := range xs {

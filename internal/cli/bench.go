@@ -93,7 +93,7 @@ func runBench(env Env, args []string) error {
 	ops := fs.String("ops-url", "http://127.0.0.1:7071",
 		"ops listener(s) to read /metrics from, comma-separated, one per server, \"\" for none (default with the default --url only)")
 	fs.IntVar(&cfg.PID, "pid", 0, "server process id, read from /proc (with or instead of --ops-url)")
-	fs.BoolVar(&cfg.ForceGC, "force-gc", true, "idle: make the server collect garbage (GET /debug/pprof/heap?gc=1) before measuring")
+	fs.BoolVar(&cfg.ForceGC, "force-gc", true, "idle: make the server collect garbage (GET /debug/pprof/heap?gc=1) before the baseline and before every poll of its RSS until it settles")
 	// Shape of the run.
 	fs.DurationVar(&p.Duration, "duration", 0, "measured phase: traffic; idle: longest hold; storm: longest outage and recovery (default 10s; idle 30s; storm 2m)")
 	fs.DurationVar(&p.SetupTimeout, "setup-timeout", 2*time.Minute, "bound on connecting and preparing the clients")
