@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -145,8 +146,13 @@ func classify(err error) string {
 		return "closed"
 	}
 	var tlsErr *tls.CertificateVerificationError
-	if errors.As(err, &tlsErr) {
+	switch {
+	case errors.As(err, &tlsErr):
 		return "tls_verify"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {

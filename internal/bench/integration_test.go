@@ -377,7 +377,7 @@ func TestDialLogSeesTheSDKsRefusals(t *testing.T) {
 	var refused atomic.Int64
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer dcancel()
-	_, err = client.Dial(dctx, client.Options{URL: n.url(), App: p.App, Logger: slog.New(dialLog{rejected: &refused}),
+	_, err = client.Dial(dctx, client.Options{URL: n.url(), App: p.App, Logger: slog.New(dialLog{rejected: &refused, retries: &errorCounts{}}),
 		BackoffMin: 50 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 		Token: func(context.Context) (string, error) { return mintToken(&p, "t-other") }})
 	if err == nil {

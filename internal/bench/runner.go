@@ -610,12 +610,7 @@ func (r *runner) collect() collected {
 		c.res.LastUp = max(c.res.LastUp, res.LastUp)
 		c.res.LastResumed = max(c.res.LastResumed, res.LastResumed)
 		c.res.ClientRejected += res.ClientRejected
-		for k, v := range res.Retries {
-			if c.res.Retries == nil {
-				c.res.Retries = make(map[string]int64)
-			}
-			c.res.Retries[k] += v
-		}
+		c.res.Retries = mergeCounts(c.res.Retries, res.Retries)
 		if c.children {
 			c.maxRSS += res.MaxRSS
 		}

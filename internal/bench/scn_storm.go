@@ -34,7 +34,7 @@ type stormShard struct {
 	armed   atomic.Bool
 	// rejected counts upgrades refused with 503 that the clients saw.
 	rejected atomic.Int64
-	retries  retryCounts
+	retries  errorCounts // by retryCause
 
 	// sendCtx bounds the messages clients send after coming back.
 	sendCtx    context.Context
@@ -374,7 +374,7 @@ func (s *stormShard) close() {
 // retries by cause, which say what made the slowest ones slow.
 type dialLog struct {
 	rejected *atomic.Int64
-	retries  *retryCounts
+	retries  *errorCounts
 }
 
 func (h dialLog) Enabled(context.Context, slog.Level) bool { return true }
@@ -390,16 +390,16 @@ func (h dialLog) Handle(_ context.Context, r slog.Record) error {
 			return true
 		})
 	case "floodgate: reconnecting":
-		if h.retries == nil {
-			return nil
-		}
-		var why, err string
+		var (
+			why string
+			err error
+		)
 		r.Attrs(func(a slog.Attr) bool {
 			switch a.Key {
 			case "why":
 				why = a.Value.String()
 			case "err":
-				err = a.Value.String()
+				err, _ = a.Value.Any().(error)
 			}
 			return true
 		})
@@ -409,49 +409,12 @@ func (h dialLog) Handle(_ context.Context, r slog.Record) error {
 }
 
 // retryCause names an SDK retry by its reason and, for a failed
-// connection, the kind of failure: a small fixed set of names.
-func retryCause(why, err string) string {
-	if why != "connection failed" {
+// connection, how it failed (classify): a small fixed set of names.
+func retryCause(why string, err error) string {
+	if why != "connection failed" || err == nil {
 		return why
 	}
-	for _, c := range []struct{ part, name string }{
-		{"connection refused", "refused"}, {"token", "token"}, {"auth", "auth"},
-		{"timeout", "timeout"}, {"deadline exceeded", "timeout"}, {"connection reset", "reset"},
-		{"EOF", "closed"}, {"broken pipe", "closed"},
-	} {
-		if strings.Contains(err, c.part) {
-			return why + ": " + c.name
-		}
-	}
-	return why + ": other"
-}
-
-// retryCounts counts retries by cause. Causes come from the SDK's log, so
-// the map is capped all the same.
-type retryCounts struct {
-	mu sync.Mutex
-	m  map[string]int64
-}
-
-// maxRetryCauses bounds the causes counted; past it, "other".
-const maxRetryCauses = 32
-
-func (r *retryCounts) add(cause string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = make(map[string]int64)
-	}
-	if _, ok := r.m[cause]; !ok && len(r.m) >= maxRetryCauses {
-		cause = "other"
-	}
-	r.m[cause]++
-}
-
-func (r *retryCounts) snapshot() map[string]int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return maps.Clone(r.m)
+	return why + ": " + classify(err)
 }
 
 func (h dialLog) WithAttrs([]slog.Attr) slog.Handler { return h }
