@@ -167,7 +167,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		if !cfg.TLSHybridKEX {
 			tc.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 		}
-		s.ln = tls.NewListener(s.ln, tc)
+		// The transport's listener lets its event loops take TLS
+		// connections over after the handshake, as they do plain ones.
+		s.ln = transport.NewTLSListener(s.ln, tc)
 	}
 	if err := s.joinCluster(); err != nil {
 		return nil, err

@@ -248,11 +248,13 @@ func (echoSession) Closed(int, error) {}
 // (two sockets, no goroutine) is the floor subtracted to give
 // transport-B/conn. Neither counts kernel socket memory, nor the runtime's
 // poll descriptors (outside the heap, one per net.Conn: the event loops'
-// connections have none). The connection counts are 2000 and as close to
-// 10000 as the file descriptor limit allows. Run it with -benchtime=1x.
+// connections have none). Over TLS the figures include the clients' TLS
+// state as well as the server's, so it is the two TLS modes that compare.
+// The connection counts are 2000 and as close to 10000 as the file
+// descriptor limit allows. Run it with -benchtime=1x.
 func BenchmarkIdleConns(b *testing.B) {
 	for _, n := range []int{2000, idleConnsMax()} {
-		for _, m := range []mode{eventLoops, goroutines} {
+		for _, m := range []mode{eventLoops, goroutines, tlsEventLoops, tlsGoroutines} {
 			b.Run(fmt.Sprintf("%s/conns=%d", m.name, n), func(b *testing.B) {
 				for range b.N {
 					tcp := measureIdle(b, n, openBareTCP)
@@ -335,12 +337,19 @@ func openBareTCP(b *testing.B, n int) func() {
 
 func openWebSockets(b *testing.B, m mode, n int) func() {
 	s := New(nopHandler{}, m.options(Options{}))
-	hs := httptest.NewServer(s)
-	url := "ws" + hs.URL[len("http"):]
+	hs := httptest.NewUnstartedServer(s)
+	url := "ws"
+	d := ws.Dialer{}
+	if m.tls {
+		hs.Listener = NewTLSListener(hs.Listener, testTLS().server)
+		url, d.TLSConfig = "wss", testTLS().client
+	}
+	hs.Start()
+	url += hs.URL[len("http"):]
 	conns := make([]net.Conn, 0, n)
 	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		c, _, _, err := ws.Dial(ctx, url)
+		c, _, _, err := d.Dial(ctx, url)
 		cancel()
 		if err != nil {
 			b.Fatal(err)

@@ -11,9 +11,10 @@ import (
 //
 // Its life: ServeHTTP registers it and starts its reader, which opens the
 // Session and reads frames. The reader is either a goroutine of its own
-// (serve, for TLS and other non-TCP connections, or when Options say so) or
-// read passes that the event loops schedule on the worker pool when the
-// socket has data (readPass, on Linux). Frames to write go through Send into
+// (serve, for connections whose socket the event loops cannot take, or when
+// Options say so) or read passes that the event loops schedule on the
+// worker pool when the socket has data (readPass, on Linux; over TLS too
+// when the connection comes from NewTLSListener). Frames to write go through Send into
 // a queue that a short-lived flusher goroutine drains. Closing, from any
 // side, ends with the socket closed, the reader gone and no flusher running;
 // whichever of the reader and the flusher sees that state last calls finish,

@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"net"
 	"os"
 	"runtime"
@@ -15,9 +16,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Plain TCP connections are served on Linux by event loops rather than by a
-// reader goroutine each (see loop_linux.go, the loops; workers_linux.go, the
-// goroutines that read and call Session.Frame; evread_linux.go, reading).
+// TCP connections, plain or TLS from NewTLSListener, are served on Linux by
+// event loops rather than by a reader goroutine each (see loop_linux.go,
+// the loops; workers_linux.go, the goroutines that read and call
+// Session.Frame; evread_linux.go, reading).
+//
+// TLS: the handshake is net/http's, done on its goroutine through the
+// tlsSock under the tls.Conn, which is then still the socket. Adopting the
+// connection detaches the tlsSock from the socket: from then on read passes
+// feed it the ciphertext they read and decrypt with the tls.Conn, and
+// flushers encrypt into its output buffer and write that out, so that the
+// tls.Conn never blocks and nothing waits in it.
 //
 // The file descriptor: once upgraded, the connection's socket is
 // duplicated, the copy registered with a loop's epoll, and the net.Conn
@@ -95,6 +104,10 @@ type evConn struct {
 	// under conn.mu only.
 	wwait atomic.Bool
 
+	// tls is the TLS layer of a connection from NewTLSListener, whose
+	// reads and writes pass through its tlsSock; nil for plain ones.
+	tls *tls.Conn
+
 	next   *conn       // the run queue's link, under its lock
 	rd     *frameState // read state between passes; nil at a message boundary
 	opened bool        // Handler.Open was called; read passes only
@@ -126,15 +139,16 @@ func (b *evBatch) reset() {
 }
 
 // adopt moves c, not yet registered, to an event loop if its socket is a
-// plain TCP one (or a Unix stream socket, which behaves the same), and
-// reports whether it did; anything going wrong leaves c as it was, to be
-// served by a goroutine. TLS and other wrappers are not sockets: their
-// bytes are not the WebSocket stream.
+// plain TCP one (or a Unix stream socket, which behaves the same) or a TLS
+// connection over TCP from NewTLSListener, and reports whether it did;
+// anything going wrong leaves c as it was, to be served by a goroutine.
+// Other wrappers hide their socket, or are not one.
 func (e *evServer) adopt(c *conn) bool {
 	var sc interface {
 		net.Conn
 		SyscallConn() (syscall.RawConn, error)
 	}
+	var ts *tlsSock
 	switch nc := c.nc.(type) {
 	case *net.TCPConn:
 		sc = nc
@@ -143,6 +157,14 @@ func (e *evServer) adopt(c *conn) bool {
 			return false
 		}
 		sc = nc
+	case *tls.Conn:
+		s, ok := nc.NetConn().(*tlsSock)
+		if !ok || s.evented {
+			return false
+		}
+		if tc, ok := s.Conn.(*net.TCPConn); ok {
+			sc, ts = tc, s
+		}
 	}
 	if sc == nil || len(e.loops) == 0 {
 		return false
@@ -172,6 +194,12 @@ func (e *evServer) adopt(c *conn) bool {
 	}
 	c.raddr = sc.RemoteAddr()
 	c.ev.fd = fd
+	if ts != nil {
+		// Room for one batch's records and what is left of the previous
+		// one's, with a margin for the records' overhead and alerts.
+		ts.adopt(&c.srv.bufs, 2*c.srv.opts.QueueBytes+64<<10)
+		c.ev.tls = c.nc.(*tls.Conn)
+	}
 	// The first pass, queued by begin, owns the reader: notifications
 	// before it only count.
 	c.ev.rs.Store(1)
@@ -192,7 +220,13 @@ func (e *evServer) begin(c *conn, pending []byte) {
 // evGoAway writes frame, a close frame, to a connection that will not be
 // served, and closes it. The socket is new, so its buffer takes the frame.
 func (c *conn) evGoAway(frame []byte) {
-	_, _ = unix.Write(c.ev.fd, frame)
+	if tc := c.ev.tls; tc != nil {
+		if _, err := tc.Write(frame); err == nil {
+			_ = c.tlsSock().flushOut(c.writeFD)
+		}
+	} else {
+		_, _ = unix.Write(c.ev.fd, frame)
+	}
 	c.ev.fdClosed = true
 	_ = unix.Close(c.ev.fd)
 }
@@ -260,6 +294,9 @@ func (c *conn) park(b *batch) bool {
 // evWrite writes b's buffers with writev until they are all written or the
 // socket is full (errWouldBlock).
 func (c *conn) evWrite(b *batch) (int64, error) {
+	if c.ev.tls != nil {
+		return c.evTLSWrite(b)
+	}
 	var total int64
 	for len(b.work) > 0 {
 		iov := b.ev.iov[:0]
@@ -284,6 +321,72 @@ func (c *conn) evWrite(b *batch) (int64, error) {
 		consumeBuffers(&b.work, int64(n))
 	}
 	return total, nil
+}
+
+// evTLSWrite encrypts b's buffers, which it consumes at once, into the
+// tlsSock's output, then writes that to the socket until it is empty or the
+// socket is full (errWouldBlock); a resumed batch has only the output left
+// to write. It returns the plaintext bytes it took, as writing over a
+// tls.Conn does.
+func (c *conn) evTLSWrite(b *batch) (int64, error) {
+	var n int64
+	if len(b.work) > 0 {
+		var err error
+		n, err = writeCoalesced(c.ev.tls, &c.srv.bufs, b.work)
+		b.work = nil
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, c.tlsSock().flushOut(c.writeFD)
+}
+
+// writeFD writes p to the socket with one write(2), returning errWouldBlock
+// if the socket is full.
+func (c *conn) writeFD(p []byte) (int, error) {
+	for {
+		c.ev.wready.Store(false)
+		n, err := unix.Write(c.ev.fd, p)
+		switch err {
+		case nil:
+			return n, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, errWouldBlock
+		default:
+			return 0, os.NewSyscallError("write", err)
+		}
+	}
+}
+
+// tlsSock returns the socket wrapper of c's TLS layer, when it has one.
+func (c *conn) tlsSock() *tlsSock {
+	if c.ev.tls == nil {
+		return nil
+	}
+	return c.ev.tls.NetConn().(*tlsSock)
+}
+
+// evOutPending reports, with c.mu held, whether c's TLS layer wrote what
+// the socket has not taken yet, such as an alert written while reading.
+func (c *conn) evOutPending() bool {
+	s := c.tlsSock()
+	return s != nil && s.pending()
+}
+
+// kickFlusher starts a flusher unless one runs, so that what the TLS layer
+// wrote while reading reaches the socket.
+func (c *conn) kickFlusher() {
+	c.mu.Lock()
+	start := !c.flushing && !c.sockClosed
+	if start {
+		c.flushing = true
+	}
+	c.mu.Unlock()
+	if start {
+		c.startFlusher()
+	}
 }
 
 // maxIovecs is the kernel's IOV_MAX.
@@ -324,6 +427,13 @@ func (c *conn) evHalfClose() {
 	if c.ev.fdClosed {
 		return
 	}
+	if tc := c.ev.tls; tc != nil {
+		// close_notify first, if the socket takes it now; the WebSocket
+		// close already said all there is to say.
+		if tc.CloseWrite() == nil {
+			_ = c.tlsSock().flushOut(c.writeFD)
+		}
+	}
 	_ = unix.Shutdown(c.ev.fd, unix.SHUT_WR)
 	c.ev.rdl = time.Now().Add(c.srv.opts.CloseTimeout).UnixNano()
 	c.evArmTimerLocked()
@@ -341,6 +451,9 @@ func (c *conn) evRelease() {
 	c.ev.rdl = 0
 	c.evArmTimerLocked()
 	c.mu.Unlock()
+	if s := c.tlsSock(); s != nil {
+		s.discard()
+	}
 	_ = unix.Close(c.ev.fd)
 }
 

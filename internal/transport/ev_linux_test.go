@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -163,13 +164,23 @@ func waitQuiet(t *testing.T, c *conn) (st *frameState) {
 	return st
 }
 
+// forEvModes runs test, as subtests, in the modes served by the event
+// loops: plain and TLS.
+func forEvModes(t *testing.T, test func(t *testing.T, m mode)) {
+	for _, m := range []mode{eventLoops, tlsEventLoops} {
+		t.Run(m.name, func(t *testing.T) { test(t, m) })
+	}
+}
+
 // TestEvInterleavedPartialFrames writes the frames of many connections one
 // byte at a time, round robin, so that every header, payload and control
 // frame arrives in pieces, interleaved with the other connections'.
-func TestEvInterleavedPartialFrames(t *testing.T) {
+func TestEvInterleavedPartialFrames(t *testing.T) { forEvModes(t, testEvInterleavedPartialFrames) }
+
+func testEvInterleavedPartialFrames(t *testing.T, m mode) {
 	const n = 40
 	h := newPerConn()
-	ts := startServer(t, h, eventLoops, Options{})
+	ts := startServer(t, h, m, Options{})
 	cls := make([]*client, n)
 	streams := make([][]byte, n)
 	want := make([][]string, n)
@@ -230,9 +241,11 @@ func equalStrings(a, b []string) bool {
 
 // TestEvFrameSplitAcrossReads sends frames cut at awkward places, pausing
 // so that the server reads each piece on its own.
-func TestEvFrameSplitAcrossReads(t *testing.T) {
+func TestEvFrameSplitAcrossReads(t *testing.T) { forEvModes(t, testEvFrameSplitAcrossReads) }
+
+func testEvFrameSplitAcrossReads(t *testing.T, m mode) {
 	h := newPerConn()
-	ts := startServer(t, h, eventLoops, Options{MaxFrameBytes: 1 << 20})
+	ts := startServer(t, h, m, Options{MaxFrameBytes: 1 << 20})
 	cl := dial(t, ts.url)
 	c := h.connFor(t, cl)
 	pause := func(what string, cond func(st *frameState) bool) {
@@ -358,11 +371,13 @@ func TestEvFrameWorkersBound(t *testing.T) {
 
 // TestEvCloseWithIncompleteFrame ends connections in the middle of a frame
 // in every way.
-func TestEvCloseWithIncompleteFrame(t *testing.T) {
+func TestEvCloseWithIncompleteFrame(t *testing.T) { forEvModes(t, testEvCloseWithIncompleteFrame) }
+
+func testEvCloseWithIncompleteFrame(t *testing.T, m mode) {
 	half := frameBytes(ws.OpText, true, bytes.Repeat([]byte("h"), 1000), true)[:500]
 	t.Run("client hangs up", func(t *testing.T) {
 		h := newPerConn()
-		ts := startServer(t, h, eventLoops, Options{})
+		ts := startServer(t, h, m, Options{})
 		cl := dial(t, ts.url)
 		c := h.connFor(t, cl)
 		cl.write(half)
@@ -375,11 +390,11 @@ func TestEvCloseWithIncompleteFrame(t *testing.T) {
 	})
 	t.Run("client half-closes", func(t *testing.T) {
 		h := newPerConn()
-		ts := startServer(t, h, eventLoops, Options{})
+		ts := startServer(t, h, m, Options{})
 		cl := dial(t, ts.url)
 		c := h.connFor(t, cl)
 		cl.write(half)
-		_ = cl.nc.(*net.TCPConn).CloseWrite()
+		_ = cl.nc.(interface{ CloseWrite() error }).CloseWrite()
 		ev := h.closedOf(t, c)
 		if ev.code != 1006 || !errors.Is(ev.err, io.ErrUnexpectedEOF) {
 			t.Fatalf("Closed(%d, %v), want (1006, unexpected EOF)", ev.code, ev.err)
@@ -390,7 +405,7 @@ func TestEvCloseWithIncompleteFrame(t *testing.T) {
 	})
 	t.Run("server closes", func(t *testing.T) {
 		h := newPerConn()
-		ts := startServer(t, h, eventLoops, Options{})
+		ts := startServer(t, h, m, Options{})
 		cl := dial(t, ts.url)
 		c := h.connFor(t, cl)
 		cl.write(half)
@@ -412,7 +427,7 @@ func TestEvCloseWithIncompleteFrame(t *testing.T) {
 	})
 	t.Run("shutdown forces", func(t *testing.T) {
 		h := newPerConn()
-		ts := startServer(t, h, eventLoops, Options{})
+		ts := startServer(t, h, m, Options{})
 		cl := dial(t, ts.url)
 		c := h.connFor(t, cl)
 		cl.write(half)
@@ -426,6 +441,65 @@ func TestEvCloseWithIncompleteFrame(t *testing.T) {
 			t.Fatalf("Closed(%d, %v), want (1006, context.Canceled)", ev.code, ev.err)
 		}
 	})
+}
+
+// TestEvTLSRecordSplitAcrossReads sends TLS records in pieces of a few
+// bytes with pauses, so that the server reads incomplete records, which the
+// tls.Conn must keep until the rest arrives, and records that end inside a
+// WebSocket frame.
+func TestEvTLSRecordSplitAcrossReads(t *testing.T) {
+	h := newPerConn()
+	ts := startServer(t, h, tlsEventLoops, Options{})
+	var trickle atomic.Bool
+	d := ws.Dialer{TLSConfig: testTLS().client, NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &trickleConn{Conn: nc, on: &trickle}, nil
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	nc, _, _, err := d.Dial(ctx, ts.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cl := &client{t: t, nc: nc, r: nc}
+	c := h.connFor(t, cl)
+	trickle.Store(true)
+	want := []string{"short", strings.Repeat("x", 300), "", "last"}
+	for _, m := range want {
+		cl.text(m)
+	}
+	waitFor(t, "messages", func() bool { return len(h.framesOf(c)) == len(want) })
+	if got := h.framesOf(c); !equalStrings(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// trickleConn writes in pieces of 5 bytes with a pause after each once on
+// is set.
+type trickleConn struct {
+	net.Conn
+	on *atomic.Bool
+}
+
+func (c *trickleConn) Write(p []byte) (int, error) {
+	if !c.on.Load() {
+		return c.Conn.Write(p)
+	}
+	n := 0
+	for len(p) > 0 {
+		k, err := c.Conn.Write(p[:min(len(p), 5)])
+		n += k
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+		time.Sleep(100 * time.Microsecond)
+	}
+	return n, nil
 }
 
 // flushers counts the goroutines writing to sockets.
@@ -462,9 +536,11 @@ func fillSocket(t *testing.T, c *conn) int {
 // TestEvWriteWaitsForWritable fills a connection whose client does not
 // read: the flusher parks its batch and exits, and when the client reads
 // again the loop resumes the writing, every frame arriving in order.
-func TestEvWriteWaitsForWritable(t *testing.T) {
+func TestEvWriteWaitsForWritable(t *testing.T) { forEvModes(t, testEvWriteWaitsForWritable) }
+
+func testEvWriteWaitsForWritable(t *testing.T, m mode) {
 	h := newPerConn()
-	ts := startServer(t, h, eventLoops, Options{QueueBytes: 64 << 20})
+	ts := startServer(t, h, m, Options{QueueBytes: 64 << 20})
 	cl := dial(t, ts.url)
 	c := h.connFor(t, cl)
 	n := fillSocket(t, c)
@@ -502,9 +578,11 @@ func TestEvWriteWaitsForWritable(t *testing.T) {
 
 // TestEvWriteTimeoutWhileParked: a client that stops reading for good is
 // closed when the parked write's deadline passes.
-func TestEvWriteTimeoutWhileParked(t *testing.T) {
+func TestEvWriteTimeoutWhileParked(t *testing.T) { forEvModes(t, testEvWriteTimeoutWhileParked) }
+
+func testEvWriteTimeoutWhileParked(t *testing.T, m mode) {
 	h := newPerConn()
-	ts := startServer(t, h, eventLoops, Options{QueueBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond,
+	ts := startServer(t, h, m, Options{QueueBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond,
 		CloseTimeout: 100 * time.Millisecond})
 	cl := dial(t, ts.url)
 	c := h.connFor(t, cl)
@@ -571,9 +649,11 @@ func TestEvShutdownStopsLoops(t *testing.T) {
 // TestEvWriteManyParks: a client that reads in slow bursts makes the
 // flusher park and resume many times while frames keep coming; every frame
 // arrives exactly once, in order.
-func TestEvWriteManyParks(t *testing.T) {
+func TestEvWriteManyParks(t *testing.T) { forEvModes(t, testEvWriteManyParks) }
+
+func testEvWriteManyParks(t *testing.T, m mode) {
 	h := newPerConn()
-	ts := startServer(t, h, eventLoops, Options{QueueBytes: 64 << 20})
+	ts := startServer(t, h, m, Options{QueueBytes: 64 << 20})
 	cl := dial(t, ts.url)
 	c := h.connFor(t, cl)
 	if err := unix.SetsockoptInt(c.ev.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {

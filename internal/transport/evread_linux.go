@@ -4,6 +4,7 @@ package transport
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -81,8 +82,12 @@ func (c *conn) tidy() {
 // previous one are handled: Frame's backpressure is a read's worth of
 // bytes rather than a frame, so that small frames cost one read(2) per
 // batch rather than two per frame.
+//
+// On a TLS connection the socket's bytes are ciphertext: a read takes the
+// first half of buf, and the tls.Conn decrypts into the second half.
 func (c *conn) readPass(buf []byte) {
-	if !c.ev.opened {
+	first := !c.ev.opened
+	if first {
 		c.ev.opened = true
 		c.open()
 	}
@@ -91,6 +96,15 @@ func (c *conn) readPass(buf []byte) {
 		p := st.pending
 		st.pending = nil
 		if c.consume(p) {
+			return
+		}
+	}
+	var plain []byte
+	if c.ev.tls != nil {
+		buf, plain = buf[:len(buf)/2], buf[len(buf)/2:]
+		// The tls.Conn may hold records that arrived with the handshake,
+		// which the socket will not announce again.
+		if first && c.tlsConsume(nil, plain) {
 			return
 		}
 	}
@@ -107,7 +121,10 @@ func (c *conn) readPass(buf []byte) {
 			c.srv.ev.queue.push(c)
 			return
 		}
-		dst, direct := c.readTarget(buf)
+		dst, direct := buf, false
+		if plain == nil {
+			dst, direct = c.readTarget(buf)
+		}
 		n, err := unix.Read(c.ev.fd, dst)
 		switch {
 		case err == unix.EINTR:
@@ -124,23 +141,63 @@ func (c *conn) readPass(buf []byte) {
 			c.endRead(end{kind: endLost, err: os.NewSyscallError("read", err)})
 			return
 		case n == 0:
-			err := io.EOF
-			if st := c.ev.rd; st != nil && (st.inFrame || st.nhdr > 0) {
-				err = io.ErrUnexpectedEOF
-			}
-			c.endRead(end{kind: endLost, err: err})
+			c.endRead(end{kind: endLost, err: c.eofError()})
 			return
 		}
 		var done bool
-		if direct {
+		switch {
+		case plain != nil:
+			done = c.tlsConsume(dst[:n], plain)
+		case direct:
 			done = c.payloadRead(n)
-		} else {
+		default:
 			done = c.consume(dst[:n])
 		}
 		if done {
 			return
 		}
 	}
+}
+
+// eofError is the error of a stream that ended: io.ErrUnexpectedEOF in the
+// middle of a frame.
+func (c *conn) eofError() error {
+	if st := c.ev.rd; st != nil && (st.inFrame || st.nhdr > 0) {
+		return io.ErrUnexpectedEOF
+	}
+	return io.EOF
+}
+
+// tlsConsume decrypts p, ciphertext just read, into plain, one buffer at a
+// time, and consumes what it decrypts; records not complete yet stay in
+// the tls.Conn until the next read. It reports whether the reader has
+// ended: a bad record or the client's close_notify ends it as a lost
+// connection would. If decrypting wrote records of the server's own (an
+// alert, the answer to a key update), it starts a flusher to send them.
+func (c *conn) tlsConsume(p, plain []byte) (done bool) {
+	s := c.tlsSock()
+	s.in = p
+	defer func() { s.in = nil }()
+	for {
+		n, err := c.ev.tls.Read(plain)
+		if n > 0 && c.consume(plain[:n]) {
+			return true
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errNeedInput) {
+			break
+		}
+		if errors.Is(err, io.EOF) {
+			err = c.eofError()
+		}
+		return c.endRead(end{kind: endLost, err: err})
+	}
+	if s.pending() {
+		c.kickFlusher()
+	}
+	return false
 }
 
 // readTarget returns where the next read goes: straight into the message

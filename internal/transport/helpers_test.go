@@ -3,9 +3,16 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http/httptest"
 	"runtime"
@@ -145,7 +152,30 @@ func (h *recorder) waitClosed(t testing.TB, n int) []closeEvent {
 type testServer struct {
 	*Server
 	http *httptest.Server
-	url  string // ws://
+	url  string // ws:// or wss://
+	tls  bool
+}
+
+// dialSocket connects to ts without a handshake, over TLS if ts is a TLS
+// server.
+func (ts *testServer) dialSocket(t testing.TB) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: patience}
+	addr := ts.http.Listener.Addr().String()
+	var (
+		nc  net.Conn
+		err error
+	)
+	if ts.tls {
+		nc, err = tls.DialWithDialer(&d, "tcp", addr, testTLS().client)
+	} else {
+		nc, err = d.Dial("tcp", addr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	return nc
 }
 
 // mode is how a test's server serves its connections.
@@ -154,19 +184,54 @@ type mode struct {
 	// goroutines: Options.GoroutinePerConn, a reader goroutine per
 	// connection; otherwise the event loops where the platform has them.
 	goroutines bool
+	// tls: the server listens with NewTLSListener, clients dial wss.
+	tls bool
 }
 
 var (
-	eventLoops = mode{name: "epoll"}
-	goroutines = mode{name: "goroutine", goroutines: true}
+	eventLoops    = mode{name: "epoll"}
+	goroutines    = mode{name: "goroutine", goroutines: true}
+	tlsEventLoops = mode{name: "tls-epoll", tls: true}
+	tlsGoroutines = mode{name: "tls-goroutine", goroutines: true, tls: true}
 )
 
 // forModes runs test once per mode, as subtests.
 func forModes(t *testing.T, test func(t *testing.T, m mode)) {
-	for _, m := range []mode{eventLoops, goroutines} {
+	for _, m := range []mode{eventLoops, goroutines, tlsEventLoops, tlsGoroutines} {
 		t.Run(m.name, func(t *testing.T) { test(t, m) })
 	}
 }
+
+// testTLS is the tests' TLS setup: a self-signed ECDSA P-256 certificate
+// for 127.0.0.1, what the server presents and what clients trust.
+var testTLS = sync.OnceValue(func() (setup struct{ server, client *tls.Config }) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "transport test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	setup.server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
+	setup.client = &tls.Config{RootCAs: roots}
+	return setup
+})
 
 // options returns opts set for m.
 func (m mode) options(opts Options) Options {
@@ -174,8 +239,8 @@ func (m mode) options(opts Options) Options {
 	return opts
 }
 
-// evented reports whether m serves plain TCP connections with event loops
-// on this platform.
+// evented reports whether m serves connections with event loops on this
+// platform.
 func (m mode) evented() bool { return !m.goroutines && runtime.GOOS == "linux" }
 
 // startServer starts a Server serving in mode m and shuts it down at the
@@ -184,8 +249,14 @@ func (m mode) evented() bool { return !m.goroutines && runtime.GOOS == "linux" }
 func startServer(t testing.TB, h Handler, m mode, opts Options) *testServer {
 	t.Helper()
 	s := New(h, m.options(opts))
-	hs := httptest.NewServer(s)
-	ts := &testServer{Server: s, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http")}
+	hs := httptest.NewUnstartedServer(s)
+	scheme := "ws"
+	if m.tls {
+		hs.Listener = NewTLSListener(hs.Listener, testTLS().server)
+		scheme = "wss"
+	}
+	hs.Start()
+	ts := &testServer{Server: s, http: hs, url: scheme + strings.TrimPrefix(hs.URL, "http"), tls: m.tls}
 	t.Cleanup(func() {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -222,7 +293,11 @@ func dial(t testing.TB, url string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	nc, br, _, err := ws.Dial(ctx, url)
+	d := ws.Dialer{}
+	if strings.HasPrefix(url, "wss:") {
+		d.TLSConfig = testTLS().client
+	}
+	nc, br, _, err := d.Dial(ctx, url)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

@@ -86,9 +86,9 @@ type Options struct {
 	// time.Now.
 	Now func() time.Time
 	// GoroutinePerConn serves every connection with a reader goroutine of
-	// its own, as TLS connections and every platform but Linux always are,
-	// instead of the event loops that serve plain TCP connections on Linux
-	// without a goroutine or a buffer per idle connection. It is an escape
+	// its own, as every platform but Linux always does, instead of the
+	// event loops that serve TCP connections on Linux (plain, or TLS from
+	// NewTLSListener) without a goroutine or a buffer per idle connection. It is an escape
 	// hatch, and the baseline of the comparison benchmarks; an idle
 	// connection costs about 4 KiB more with it.
 	GoroutinePerConn bool

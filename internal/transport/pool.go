@@ -42,6 +42,16 @@ func (p *bufPool) get(n int) *[]byte {
 	return &b
 }
 
+// getAny is get for any n: beyond the largest class it allocates a buffer
+// that put will not keep.
+func (p *bufPool) getAny(n int) *[]byte {
+	if sizeClass(n) >= len(p.classes) {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	return p.get(n)
+}
+
 // put returns a buffer from get. Its contents are dead from now on.
 func (p *bufPool) put(b *[]byte) {
 	i := sizeClass(cap(*b))

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -410,11 +409,7 @@ func testIdleTimeout(t *testing.T, m mode) {
 // rawUpgrade sends a WebSocket upgrade request and returns the response.
 func rawUpgrade(t *testing.T, ts *testServer) *http.Response {
 	t.Helper()
-	nc, err := net.Dial("tcp", ts.http.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = nc.Close() })
+	nc := ts.dialSocket(t)
 	_ = nc.SetDeadline(time.Now().Add(patience))
 	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -538,19 +533,25 @@ func TestBytesBufferedWithHandshake(t *testing.T) { forModes(t, testBytesBuffere
 func testBytesBufferedWithHandshake(t *testing.T, m mode) {
 	h := echo()
 	ts := startServer(t, h, m, Options{})
-	nc, err := net.Dial("tcp", ts.http.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := ts.dialSocket(t)
 	_ = nc.SetDeadline(time.Now().Add(patience))
 	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	// The first frames travel with the request, so net/http reads them.
-	msg := append([]byte(req), frameBytes(ws.OpText, true, []byte("early"), true)...)
-	msg = append(msg, frameBytes(ws.OpText, true, []byte("bird"), true)...)
-	if _, err := nc.Write(msg); err != nil {
-		t.Fatal(err)
+	// Over TLS each write is a record, and the tls.Conn keeps the records
+	// after the request's for the server's first read pass.
+	writes := [][]byte{
+		[]byte(req),
+		frameBytes(ws.OpText, true, []byte("early"), true),
+		frameBytes(ws.OpText, true, []byte("bird"), true),
+	}
+	if !ts.tls {
+		writes = [][]byte{bytes.Join(writes, nil)}
+	}
+	for _, p := range writes {
+		if _, err := nc.Write(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	br := bufio.NewReader(nc)
 	resp, err := http.ReadResponse(br, nil)
@@ -645,7 +646,8 @@ func TestTLSEcho(t *testing.T) {
 	if ev := h.waitClosed(t, 1); ev[0].code != 4000 || ev[0].err != nil {
 		t.Fatalf("Closed(%d, %v)", ev[0].code, ev[0].err)
 	}
-	// TLS connections are never served by the event loops.
+	// TLS connections from tls.NewListener, unlike those from
+	// NewTLSListener, are not served by the event loops.
 	if n := s.stats.evented.Load(); n != 0 {
 		t.Fatalf("%d TLS connections on the event loops", n)
 	}

@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -133,7 +134,9 @@ func (c *conn) flush() {
 			b, resumed = c.q, false
 			c.q = nil
 		}
-		if c.sockClosed || (b == nil && (!c.closeReq || c.closeSent)) {
+		// Nothing to write, unless the TLS layer wrote records of its own
+		// (an alert, the answer to a key update) that the client must get.
+		if c.sockClosed || (b == nil && (!c.closeReq || c.closeSent) && (c.closeSent || !c.evOutPending())) {
 			if b != nil {
 				c.queued -= b.budget
 				c.srv.putBatch(b)
@@ -237,11 +240,8 @@ var errWouldBlock = errors.New("transport: socket full")
 // writev: one TLS record's worth of payload.
 const coalesceBytes = 16 << 10
 
-// write writes b's buffers, with one writev on TCP sockets. Anything else
-// (TLS above all) would turn net.Buffers into one Write per buffer, that is
-// a record and a syscall for each header and each payload; for those the
-// buffers are copied into chunks of up to coalesceBytes, while larger
-// payloads are written as they are.
+// write writes b's buffers, with one writev on TCP sockets; anything else
+// gets them through writeCoalesced.
 func (c *conn) write(b *batch) (int64, error) {
 	if c.nc == nil {
 		return c.evWrite(b)
@@ -249,7 +249,15 @@ func (c *conn) write(b *batch) (int64, error) {
 	if c.vectored {
 		return b.work.WriteTo(c.nc)
 	}
-	pool := &c.srv.bufs
+	return writeCoalesced(c.nc, &c.srv.bufs, b.work)
+}
+
+// writeCoalesced writes bufs to w, which is not a socket (TLS above all) and
+// would turn net.Buffers into one Write per buffer, that is a record and a
+// syscall for each header and each payload: the buffers are copied into
+// chunks of up to coalesceBytes, while larger payloads are written as they
+// are.
+func writeCoalesced(w io.Writer, pool *bufPool, bufs net.Buffers) (int64, error) {
 	bp := pool.get(coalesceBytes)
 	defer pool.put(bp)
 	chunk := (*bp)[:0]
@@ -258,12 +266,12 @@ func (c *conn) write(b *batch) (int64, error) {
 		if len(chunk) == 0 {
 			return nil
 		}
-		m, err := c.nc.Write(chunk)
+		m, err := w.Write(chunk)
 		n += int64(m)
 		chunk = chunk[:0]
 		return err
 	}
-	for _, p := range b.work {
+	for _, p := range bufs {
 		if len(chunk)+len(p) <= cap(chunk) {
 			chunk = append(chunk, p...)
 			continue
@@ -275,7 +283,7 @@ func (c *conn) write(b *batch) (int64, error) {
 			chunk = append(chunk, p...)
 			continue
 		}
-		m, err := c.nc.Write(p)
+		m, err := w.Write(p)
 		n += int64(m)
 		if err != nil {
 			return n, err
