@@ -5,6 +5,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -475,6 +476,75 @@ func TestEvTLSRecordSplitAcrossReads(t *testing.T) {
 	waitFor(t, "messages", func() bool { return len(h.framesOf(c)) == len(want) })
 	if got := h.framesOf(c); !equalStrings(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestEvTLS12 runs the round trip and the close handshake over TLS 1.2,
+// whose records the event loops decrypt as well as TLS 1.3's.
+func TestEvTLS12(t *testing.T) {
+	h := newPerConn()
+	h.onFrame = func(c Conn, data []byte) { _ = c.Send(bytes.Clone(data)) }
+	ts := startServer(t, h, tlsEventLoops, Options{})
+	cfg := testTLS().client.Clone()
+	cfg.MaxVersion = tls.VersionTLS12
+	d := ws.Dialer{TLSConfig: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	nc, _, _, err := d.Dial(ctx, ts.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if v := nc.(*tls.Conn).ConnectionState().Version; v != tls.VersionTLS12 {
+		t.Fatalf("TLS version %x", v)
+	}
+	cl := &client{t: t, nc: nc, r: nc}
+	c := h.connFor(t, cl)
+	for _, m := range []string{"twelve", strings.Repeat("t", 50_000)} {
+		cl.text(m)
+		cl.expectText(m)
+	}
+	c.Close(4000, "bye")
+	if code := cl.expectCloseNext(); code != 4000 {
+		t.Fatalf("close code %d", code)
+	}
+	cl.closeWith(4000)
+	if ev := h.closedOf(t, c); ev.code != 4000 || ev.err != nil {
+		t.Fatalf("Closed(%d, %v), want (4000, nil)", ev.code, ev.err)
+	}
+}
+
+// TestEvTLSBadRecord: a record that does not decrypt ends the connection
+// as lost (1006, with the TLS error), and nothing of it reaches the
+// session.
+func TestEvTLSBadRecord(t *testing.T) {
+	h := newPerConn()
+	ts := startServer(t, h, tlsEventLoops, Options{})
+	var raw net.Conn
+	d := ws.Dialer{TLSConfig: testTLS().client, NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		raw = nc
+		return nc, err
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	nc, _, _, err := d.Dial(ctx, ts.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := h.connFor(t, &client{t: t, nc: nc, r: nc})
+	// An application data record of 32 bytes that no key encrypted.
+	bad := append([]byte{23, 3, 3, 0, 32}, bytes.Repeat([]byte{0x5a}, 32)...)
+	if _, err := raw.Write(bad); err != nil {
+		t.Fatal(err)
+	}
+	ev := h.closedOf(t, c)
+	if ev.code != 1006 || ev.err == nil || !strings.Contains(ev.err.Error(), "tls") {
+		t.Fatalf("Closed(%d, %v), want (1006, a TLS error)", ev.code, ev.err)
+	}
+	if got := h.framesOf(c); len(got) != 0 {
+		t.Fatalf("%d messages from a bad record", len(got))
 	}
 }
 
