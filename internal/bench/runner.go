@@ -174,11 +174,6 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	defer cancelI()
 
 	r.rep = newReport(r.cfg, *p, started)
-	if p.Scenario == ScenarioStorm && p.SourceIPs > 1 {
-		msg := "storm: the SDK cannot bind a source address, so --source-ips is ignored; list several loopback addresses of the server in --url instead (clients are spread over them)"
-		r.warn("%s", msg)
-		r.rep.note("%s", msg)
-	}
 	pctx, pcancel := context.WithTimeout(ctx, attemptTimeout*3)
 	err := preflight(pctx, p)
 	pcancel()

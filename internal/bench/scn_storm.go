@@ -391,27 +391,36 @@ func (h dialLog) Handle(_ context.Context, r slog.Record) error {
 		})
 	case "floodgate: reconnecting":
 		var (
-			why string
-			err error
+			why  string
+			code int64
+			err  error
 		)
 		r.Attrs(func(a slog.Attr) bool {
 			switch a.Key {
 			case "why":
 				why = a.Value.String()
+			case "code":
+				if a.Value.Kind() == slog.KindInt64 {
+					code = a.Value.Int64()
+				}
 			case "err":
 				err, _ = a.Value.Any().(error)
 			}
 			return true
 		})
-		h.retries.add(retryCause(why, err))
+		h.retries.add(retryCause(why, int(code), err))
 	}
 	return nil
 }
 
 // retryCause names an SDK retry by its reason and, for a failed
-// connection, how it failed (classify): a small fixed set of names.
-func retryCause(why string, err error) string {
-	if why != "connection failed" || err == nil {
+// connection, how it failed (classify), or for a close, its code (which
+// the server chose from a small set): a small set of names.
+func retryCause(why string, code int, err error) string {
+	switch {
+	case strings.HasPrefix(why, "close ") && code != 0:
+		return fmt.Sprintf("%s %d", why, code)
+	case why != "connection failed" || err == nil:
 		return why
 	}
 	return why + ": " + classify(err)

@@ -33,11 +33,12 @@ func TestDialLogCountsRefusedUpgrades(t *testing.T) {
 	log.Info("floodgate: reconnecting", "in", time.Second, "why", "connection failed", "code", 0, "err", reset)
 	log.Info("floodgate: reconnecting", "in", time.Second, "why", "connection failed", "code", 0,
 		"err", fmt.Errorf("floodgate: auth: %w", context.DeadlineExceeded))
+	log.Info("floodgate: reconnecting", "in", time.Second, "why", "close backoff", "code", 4104, "err", nil)
 	if n.Load() != 1 {
 		t.Fatalf("counted %d refusals, want 1", n.Load())
 	}
 	want := map[string]int64{"http 503": 1, "connection failed: refused": 2, "connection failed: reset": 1,
-		"connection failed: timeout": 1}
+		"connection failed: timeout": 1, "close backoff 4104": 1}
 	if got := retries.snapshot(); !maps.Equal(got, want) {
 		t.Fatalf("retries by cause %v, want %v", got, want)
 	}

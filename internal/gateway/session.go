@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -315,6 +316,7 @@ func (s *Session) leavePending() {
 
 // Closed implements transport.Session.
 func (s *Session) Closed(code int, err error) {
+	s.g.m.Closes.WithLabelValues(closeLabel(code)).Inc()
 	s.closed.Store(true)
 	s.g.sessions.remove(s)
 	s.leavePending()
@@ -451,4 +453,22 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// closeLabel is code as a metric label: the codes Floodgate and RFC 6455
+// define, and "other" for the rest, which a client may send any of, so
+// that the label's values stay few.
+func closeLabel(code int) string {
+	switch code {
+	case 1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011,
+		protocol.CloseShutdown, protocol.CloseReplaced,
+		protocol.CloseSlowConsumer, protocol.CloseOverloaded, protocol.CloseRateLimited,
+		protocol.ClosePingTimeout, protocol.CloseAuthTimeout, protocol.CloseProtocolError,
+		protocol.CloseServerError, protocol.CloseDraining,
+		protocol.CloseTokenExpired, protocol.CloseTokenRevoked,
+		protocol.CloseTokenInvalid, protocol.CloseTokenWrongApp,
+		protocol.CloseAppNotFound, protocol.CloseAppDisabled:
+		return strconv.Itoa(code)
+	}
+	return "other"
 }

@@ -33,6 +33,8 @@ type Metrics struct {
 	StoreErrors  *prometheus.CounterVec   // by store method
 	CommitBatch  prometheus.Histogram     // messages per group commit
 	CommitTime   prometheus.Histogram     // seconds per group commit
+
+	Closes *prometheus.CounterVec // client connections ended, by close code
 }
 
 // New returns a node's metrics, registered in a fresh registry together with
@@ -63,6 +65,8 @@ func New() *Metrics {
 		StoreErrors: f.counterVec("floodgate_store_errors_total", "Store calls that failed (not counting not-found and conflicts), by method.", "method"),
 		CommitBatch: f.histogram("floodgate_store_commit_batch_messages", "Messages per group commit.",
 			[]float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}),
+		Closes: f.counterVec("floodgate_connections_closed_total",
+			"Client connections ended, by close code (sent or received; 1006 when the connection broke, \"other\" for codes Floodgate does not define).", "code"),
 		CommitTime: f.histogram("floodgate_store_commit_seconds", "Duration of a group commit, fsync included.",
 			[]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}),
 	}
