@@ -34,7 +34,10 @@ func (q *runQueue) init(s *Server, keep, max int) {
 	q.keep, q.max = min(keep, max), max
 }
 
-// push queues c for a read pass, waking or starting a worker for it.
+// push queues c for a read pass, waking or starting a worker for it. The
+// worker is started after unlocking: creating a goroutine may allocate and
+// help the garbage collector, and in a reconnect storm thousands of
+// upgrades push at once, so q.mu is held for as little as possible.
 func (q *runQueue) push(c *conn) {
 	q.mu.Lock()
 	if q.tail == nil {
@@ -43,6 +46,7 @@ func (q *runQueue) push(c *conn) {
 		q.tail.ev.next = c
 	}
 	q.tail = c
+	start := false
 	switch {
 	case q.idle > 0:
 		q.idle--
@@ -50,9 +54,12 @@ func (q *runQueue) push(c *conn) {
 	case q.running < q.max:
 		q.running++
 		q.srv.wg.Add(1)
-		go q.work()
+		start = true
 	}
 	q.mu.Unlock()
+	if start {
+		go q.work()
+	}
 }
 
 // stop makes the workers exit once the queue is empty; Shutdown calls it
