@@ -57,6 +57,8 @@ type fakeBus struct {
 	subs  map[bus.Topic]int // subscribe count
 	unsub map[bus.Topic]int
 	h     bus.Handler
+	// gate, when set, holds every Subscribe until it is closed.
+	gate chan struct{}
 }
 
 func newFakeBus() *fakeBus {
@@ -69,7 +71,14 @@ func (b *fakeBus) Publish(t bus.Topic, data []byte) error {
 	}
 	return nil
 }
-func (b *fakeBus) Subscribe(_ context.Context, t bus.Topic) error {
+func (b *fakeBus) Subscribe(ctx context.Context, t bus.Topic) error {
+	if b.gate != nil {
+		select {
+		case <-b.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	b.subs[t]++
 	b.mu.Unlock()
@@ -353,9 +362,7 @@ func TestAdmitBoundsPendingAuth(t *testing.T) {
 		t.Fatal("admitted a third connection with two pending and MaxPendingAuth 2")
 	}
 	a.Frame(fmt.Appendf(nil, `{"id":1,"op":"auth","args":{"app":"app1","token":%q}}`, tok))
-	if !a.authed.Load() {
-		t.Fatal("auth failed")
-	}
+	waitFor(t, "auth", a.authed.Load)
 	if !g.Admit() {
 		t.Fatal("still refusing after one pending connection authenticated")
 	}
