@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"strconv"
 	"sync"
