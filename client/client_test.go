@@ -926,3 +926,22 @@ func TestRetryAfterRefusals(t *testing.T) {
 		t.Fatalf("CreateGroup: %v, want unavailable", err)
 	}
 }
+
+// A connection the server closes right after answering its auth may end
+// before the client has made it the current one. The client must count it
+// as lost and go on, whichever comes first (it used to close its "ready"
+// channel twice and panic on the next connection).
+func TestConnectionClosedRightAfterAuth(t *testing.T) {
+	s := newFakeServer(t)
+	const closes = 30
+	s.set(func(s *fakeServer) { s.closeAfterAuth = closes })
+	h := start(t, testOptions(t, s))
+	h.waitUntil("every closed connection and one more", func() bool {
+		n, _, _, _ := s.stats()
+		return n > closes
+	})
+	var res protocol.PingResult
+	if err := h.c.Call(ctxT(t), protocol.OpPing, nil, &res); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -55,6 +55,9 @@ type fakeServer struct {
 	// refuse may refuse a request before it is carried out, as the rate
 	// limiter or an unavailable store do.
 	refuseOp func(req protocol.Request) *protocol.Error
+	// closeAfterAuth: connections still to close (4000) right after their
+	// auth reply.
+	closeAfterAuth int
 
 	// Observations.
 	auths   int
@@ -524,7 +527,14 @@ func (s *fakeServer) auth(fc *fakeConn, req protocol.Request) {
 		Limits: protocol.Limits{MaxFrameBytes: 65536, MaxBodyBytes: 16384, MaxRooms: 100, MaxSyncConvs: 1000, Rate: 50, Burst: 100}}
 	b, _ := protocol.EncodeReply(req.ID, res)
 	fc.sendLocked(b)
+	closeNow := s.closeAfterAuth > 0
+	if closeNow {
+		s.closeAfterAuth--
+	}
 	s.mu.Unlock()
+	if closeNow {
+		fc.closeWith(protocol.CloseShutdown)
+	}
 }
 
 func (s *fakeServer) opLocked(fc *fakeConn, req protocol.Request) (any, *protocol.Error) {

@@ -207,7 +207,11 @@ func (c *Client) attempt(nx nextAttempt) (outcome, target) {
 		return o, at
 	}
 	authedAt := time.Now()
-	c.connected(cn, auth)
+	if !c.connected(cn, auth) {
+		// Lost between the auth reply and now: as if lost during auth.
+		<-cn.readDone
+		return c.connOutcome(cn), at
+	}
 	interval := time.Duration(auth.PingIntervalMS) * time.Millisecond
 	if interval <= 0 {
 		interval = defaultPingInterval
@@ -279,10 +283,15 @@ func (c *Client) authenticate(cn *wsConn, tok string) (protocol.AuthResult, erro
 	return res, nil
 }
 
-// connected makes cn the connection calls use.
-func (c *Client) connected(cn *wsConn, auth protocol.AuthResult) {
-	c.log.Info("floodgate: connected", "url", cn.url, "node", auth.Node, "session", auth.Session, "user", auth.User)
+// connected makes cn the connection calls use, unless cn was lost already
+// (its reader can end right after the auth reply, before this runs, and
+// connLost then had nothing to undo); it reports whether it did.
+func (c *Client) connected(cn *wsConn, auth protocol.AuthResult) bool {
 	c.mu.Lock()
+	if cn.dead {
+		c.mu.Unlock()
+		return false
+	}
 	first := !c.authed
 	c.authed = true
 	c.cur = cn
@@ -290,9 +299,11 @@ func (c *Client) connected(cn *wsConn, auth protocol.AuthResult) {
 	c.user, c.limits = auth.User, auth.Limits
 	c.emit(Event{Type: EventConnected, State: &State{Auth: &auth}})
 	c.mu.Unlock()
+	c.log.Info("floodgate: connected", "url", cn.url, "node", auth.Node, "session", auth.Session, "user", auth.User)
 	if first {
 		close(c.firstAuth)
 	}
+	return true
 }
 
 // disconnected resets the connection-bound state once an authenticated
