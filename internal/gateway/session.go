@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
+	"bytes"
 	"errors"
 	"strconv"
 	"sync"
