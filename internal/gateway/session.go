@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"context"
-	"bytes"
 	"errors"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,31 +41,11 @@ type Session struct {
 	// every room of the session and was not cut short by a size bound.
 	fullSync atomic.Int64
 
-	// An auth waiting for its subscriptions does so on a goroutine of its
-	// own rather than hold a frame worker (see authFinish); meanwhile the
-	// frames that follow wait in held, in order, and that goroutine
-	// handles them before frames go to the handler directly again. hold
-	// guards these fields; holding is also read without it, as a hint.
-	hold      sync.Mutex
-	holding   atomic.Bool
-	held      [][]byte
-	heldBytes int
-	// closedHeld: Closed came while holding, and left its clean-up to the
-	// auth goroutine, which may still touch the session's state.
-	closedHeld bool
-
 	// Frame handler state.
 	bucket  bucket
 	rooms   map[string]struct{}
 	watches map[string]*watch
 }
-
-// Bounds of what a client may send between its auth and the auth's reply;
-// beyond them it is closed with 4102. The SDK sends nothing in between.
-const (
-	maxHeldFrames = 32
-	maxHeldBytes  = 256 << 10
-)
 
 // live reports whether the session is authenticated and open, i.e. should
 // receive fan-out.
@@ -77,28 +55,6 @@ func (s *Session) caller() Caller { return Caller{App: s.app, User: s.user, sess
 
 // Frame implements transport.Session.
 func (s *Session) Frame(data []byte) {
-	if s.holding.Load() {
-		s.hold.Lock()
-		if s.holding.Load() {
-			over := len(s.held) >= maxHeldFrames || s.heldBytes+len(data) > maxHeldBytes
-			if !over {
-				s.held = append(s.held, bytes.Clone(data))
-				s.heldBytes += len(data)
-			}
-			s.hold.Unlock()
-			if over {
-				s.g.m.LimitHits.WithLabelValues("held").Inc()
-				s.closeWith(protocol.CloseRateLimited, "too many requests before the auth reply")
-			}
-			return
-		}
-		s.hold.Unlock()
-	}
-	s.frame(data)
-}
-
-// frame handles one request.
-func (s *Session) frame(data []byte) {
 	g := s.g
 	req, perr := protocol.ParseRequest(data)
 	if perr != nil {
@@ -131,22 +87,12 @@ func (s *Session) frame(data []byte) {
 	)
 	switch {
 	case req.Op == protocol.OpAuth:
-		if err = s.authCheck(ctx, req); err == nil {
-			s.authStart(req.ID)
-			return
-		}
+		res, err = s.auth(ctx, req)
 	case !s.authed.Load():
 		err = &protocol.Error{Code: protocol.CodeAuthRequired, Message: "authenticate first"}
 	default:
 		res, err = s.handle(ctx, req)
 	}
-	s.reply(req, op, res, err)
-}
-
-// reply answers req (op is its metric label) with res or err, and closes
-// the connection after a refused auth.
-func (s *Session) reply(req protocol.Request, op string, res any, err *protocol.Error) {
-	g := s.g
 	result := "ok"
 	if err != nil {
 		result = err.Code
@@ -282,21 +228,21 @@ func (s *Session) handle(ctx context.Context, req protocol.Request) (any, *proto
 // auth authenticates the connection. The user's bus subscription is in
 // place before the reply, so anything published after the client's next
 // sync reads the store reaches it live.
-func (s *Session) authCheck(ctx context.Context, req protocol.Request) *protocol.Error {
+func (s *Session) auth(ctx context.Context, req protocol.Request) (any, *protocol.Error) {
 	g := s.g
 	if s.authed.Load() {
-		return &protocol.Error{Code: protocol.CodeAlreadyAuthed, Message: "already authenticated"}
+		return nil, &protocol.Error{Code: protocol.CodeAlreadyAuthed, Message: "already authenticated"}
 	}
 	var a protocol.AuthArgs
 	if err := protocol.DecodeArgs(req.Args, &a); err != nil {
-		return err
+		return nil, err
 	}
 	if !protocol.ValidID(a.App) || a.Token == "" {
-		return badRequest("auth needs an app id and a token")
+		return nil, badRequest("auth needs an app id and a token")
 	}
-	fail := func(code, msg string) *protocol.Error {
+	fail := func(code, msg string) (any, *protocol.Error) {
 		g.m.AuthFailures.WithLabelValues(code).Inc()
-		return &protocol.Error{Code: code, Message: msg}
+		return nil, &protocol.Error{Code: code, Message: msg}
 	}
 	entry, err := g.apps.get(ctx, a.App)
 	app := entry.app
@@ -333,68 +279,7 @@ func (s *Session) authCheck(ctx context.Context, req protocol.Request) *protocol
 		}
 	}
 	s.app, s.user, s.device, s.issued = app.ID, claims.User, claims.Device, claims.IssuedAt
-	return nil
-}
 
-// authStart finishes an accepted auth on a goroutine of its own: following
-// the user's topics waits for the bus to confirm the subscriptions (a
-// round trip to NATS, which a node taking back thousands of clients at
-// once shares among them, see bus.flushGroup), and a frame worker held
-// for that wait is one that reads nobody's frames. The session's later
-// frames are held until the reply is sent. Once the gateway is closing it
-// finishes on the caller's goroutine instead.
-func (s *Session) authStart(id uint64) {
-	s.hold.Lock()
-	s.holding.Store(true)
-	s.hold.Unlock()
-	g := s.g
-	if g.ctx.Err() != nil {
-		s.authFinish(id)
-		return
-	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		s.authFinish(id)
-	}()
-}
-
-// authFinish subscribes, answers the auth with id, then handles the
-// frames held meanwhile, in order, until there are none.
-func (s *Session) authFinish(id uint64) {
-	g := s.g
-	ctx, cancel := context.WithTimeout(g.ctx, g.o.RequestTimeout)
-	res := s.follow(ctx)
-	cancel()
-	s.reply(protocol.Request{ID: id, Op: protocol.OpAuth}, protocol.OpAuth, res, nil)
-	for {
-		s.hold.Lock()
-		if len(s.held) == 0 {
-			s.holding.Store(false)
-			s.held, s.heldBytes = nil, 0
-			closed := s.closedHeld
-			s.hold.Unlock()
-			if closed {
-				s.cleanUp()
-			}
-			return
-		}
-		data := s.held[0]
-		s.held[0] = nil
-		s.held = s.held[1:]
-		s.heldBytes -= len(data)
-		closed := s.closedHeld
-		s.hold.Unlock()
-		if !closed {
-			s.frame(data)
-		}
-	}
-}
-
-// follow makes the authenticated session follow its user's and app's
-// topics and returns the auth's result.
-func (s *Session) follow(ctx context.Context) protocol.AuthResult {
-	g := s.g
 	first, err := g.hub.follow(ctx, bus.Topic{Kind: bus.User, App: s.app, ID: s.user}, s, nil)
 	if err != nil {
 		// Static stability: the client can still send, sync and read
@@ -418,7 +303,7 @@ func (s *Session) follow(ctx context.Context) protocol.AuthResult {
 		PingIntervalMS: g.o.PingInterval.Milliseconds(),
 		Limits: protocol.Limits{MaxFrameBytes: l.MaxFrameBytes, MaxBodyBytes: l.MaxBodyBytes, MaxRooms: l.MaxRooms,
 			MaxSyncConvs: l.MaxSyncConvs, Rate: l.Rate, Burst: l.Burst},
-	}
+	}, nil
 }
 
 // leavePending takes s out of the gateway's count of connections waiting
@@ -435,20 +320,6 @@ func (s *Session) Closed(code int, err error) {
 	s.closed.Store(true)
 	s.g.sessions.remove(s)
 	s.leavePending()
-	s.hold.Lock()
-	if s.holding.Load() {
-		// The auth goroutine still runs and will follow topics and
-		// handle frames; it cleans up when it is done.
-		s.closedHeld = true
-		s.hold.Unlock()
-		return
-	}
-	s.hold.Unlock()
-	s.cleanUp()
-}
-
-// cleanUp takes a closed session out of the topics it follows.
-func (s *Session) cleanUp() {
 	if s.authed.Load() {
 		s.unfollowAll()
 	}
