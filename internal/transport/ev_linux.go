@@ -231,6 +231,19 @@ func (c *conn) evGoAway(frame []byte) {
 	_ = unix.Close(c.ev.fd)
 }
 
+// readQueued reports whether c's socket has news that no read pass has
+// looked at yet: a pass is queued, waiting for a worker, or running. The
+// idle sweeper spares such a connection, because when every worker is
+// busy (a reconnect storm) the wait is the server's doing. A connection
+// with a reader goroutine reads at once, so never has any.
+func (c *conn) readQueued() bool {
+	if c.nc != nil {
+		return false
+	}
+	rs := c.ev.rs.Load()
+	return rs != 0 && rs != rsDone
+}
+
 // kickReader makes sure a read pass will look at c: the loop calls it when
 // the socket has news, and closing calls it so that the reader notices.
 func (c *conn) kickReader() {

@@ -57,6 +57,7 @@ func streamPair(t *testing.T) (server, client net.Conn) {
 
 // perConn is a Handler recording each connection's messages apart.
 type perConn struct {
+	onOpen  func(c Conn)
 	onFrame func(c Conn, data []byte)
 
 	mu     sync.Mutex
@@ -73,6 +74,9 @@ func (h *perConn) Open(c Conn) Session {
 	h.mu.Lock()
 	h.conns = append(h.conns, c.(*conn))
 	h.mu.Unlock()
+	if h.onOpen != nil {
+		h.onOpen(c)
+	}
 	return &perConnSession{h: h, c: c}
 }
 
@@ -476,6 +480,48 @@ func TestEvTLSRecordSplitAcrossReads(t *testing.T) {
 	waitFor(t, "messages", func() bool { return len(h.framesOf(c)) == len(want) })
 	if got := h.framesOf(c); !equalStrings(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// TestEvIdleSparesQueuedReads: a connection whose frame waits for a busy
+// worker is not idle, and the sweeper leaves it open; one that sent
+// nothing is closed as usual.
+func TestEvIdleSparesQueuedReads(t *testing.T) { forEvModes(t, testEvIdleSparesQueuedReads) }
+
+func testEvIdleSparesQueuedReads(t *testing.T, m mode) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	release := make(chan struct{})
+	h := newPerConn()
+	h.onOpen = func(c Conn) { c.SetIdleTimeout(30*time.Second, 4104) }
+	h.onFrame = func(c Conn, data []byte) {
+		if string(data) == "block" {
+			<-release
+		}
+	}
+	ts := startServer(t, h, m, Options{FrameWorkers: 1, sweepEvery: time.Millisecond,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before the server's shutdown, which waits for the worker
+	busy, waiting, silent := dial(t, ts.url), dial(t, ts.url), dial(t, ts.url)
+	w := h.connFor(t, waiting)
+	h.connFor(t, silent) // opened, with its idle timeout set
+	busy.text("block")
+	waitFor(t, "the worker to block", func() bool { return len(h.framesOf(h.connFor(t, busy))) == 1 })
+	waiting.text("queued")
+	waitFor(t, "the read pass to queue", w.readQueued)
+	clock.Add(int64(31 * time.Second))
+	waitFor(t, "the silent connection's idle close", func() bool { return ts.Stats().IdleCloses >= 1 })
+	for n := ts.sweeps.Load() + 3; ts.sweeps.Load() < n; {
+		time.Sleep(time.Millisecond)
+	}
+	if st := ts.Stats(); st.IdleCloses != 1 {
+		t.Fatalf("%d idle closes, want 1 (the silent connection)", st.IdleCloses)
+	}
+	unblock()
+	waitFor(t, "the queued frame", func() bool { return len(h.framesOf(w)) == 1 })
+	if code := silent.expectCloseNext(); code != 4104 {
+		t.Fatalf("silent connection closed with %d", code)
 	}
 }
 

@@ -21,6 +21,7 @@ func (*conn) evArmTimerLocked()             {}
 func (*conn) evWrite(*batch) (int64, error) { return 0, errWouldBlock }
 func (*conn) park(*batch) bool              { return false }
 func (*conn) evOutPending() bool            { return false }
+func (*conn) readQueued() bool              { return false }
 
 type evConn struct{}
 

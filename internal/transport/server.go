@@ -26,6 +26,7 @@ type Server struct {
 	upgrader ws.HTTPUpgrader
 
 	nextID atomic.Uint64
+	sweeps atomic.Uint64 // rounds of the idle sweeper, for tests
 	// active counts connection slots: upgrades in progress and established
 	// connections until their Session.Closed returns. MaxConns bounds it
 	// and Shutdown waits for it to reach zero.

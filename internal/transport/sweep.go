@@ -82,11 +82,12 @@ func (s *Server) sweep() {
 		case <-t.C:
 		}
 		now := s.now()
+		s.sweeps.Add(1)
 		for i := range s.reg.shards {
 			sh := &s.reg.shards[i]
 			sh.mu.Lock()
 			for _, c := range sh.conns {
-				if d, _ := unpackIdle(c.idle.Load()); d > 0 && now-c.lastRead.Load() >= int64(d) {
+				if d, _ := unpackIdle(c.idle.Load()); d > 0 && now-c.lastRead.Load() >= int64(d) && !c.readQueued() {
 					expired = append(expired, c)
 				}
 			}

@@ -43,7 +43,9 @@ type Conn interface {
 	Close(code int, reason string)
 	// SetIdleTimeout makes the transport close the connection with code if
 	// no frame arrives from the client for d (checked about once a second).
-	// d == 0 disables the check.
+	// A connection whose bytes wait for a busy server to read them is not
+	// idle: the time they wait is the server's, not the client's. d == 0
+	// disables the check.
 	SetIdleTimeout(d time.Duration, code int)
 }
 
