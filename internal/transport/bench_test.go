@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http/httptest"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -337,15 +336,8 @@ func openBareTCP(b *testing.B, n int) func() {
 
 func openWebSockets(b *testing.B, m mode, n int) func() {
 	s := New(nopHandler{}, m.options(Options{}))
-	hs := httptest.NewUnstartedServer(s)
-	url := "ws"
-	d := ws.Dialer{}
-	if m.tls {
-		hs.Listener = NewTLSListener(hs.Listener, testTLS().server)
-		url, d.TLSConfig = "wss", testTLS().client
-	}
-	hs.Start()
-	url += hs.URL[len("http"):]
+	hs, url := serveHTTP(s, m)
+	d := dialer(url)
 	conns := make([]net.Conn, 0, n)
 	for range n {
 		ctx, cancel := context.WithTimeout(context.Background(), patience)

@@ -456,21 +456,15 @@ func TestEvTLSRecordSplitAcrossReads(t *testing.T) {
 	h := newPerConn()
 	ts := startServer(t, h, tlsEventLoops, Options{})
 	var trickle atomic.Bool
-	d := ws.Dialer{TLSConfig: testTLS().client, NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := dialer(ts.url)
+	d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
 		return &trickleConn{Conn: nc, on: &trickle}, nil
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	nc, _, _, err := d.Dial(ctx, ts.url)
-	if err != nil {
-		t.Fatal(err)
 	}
-	defer nc.Close()
-	cl := &client{t: t, nc: nc, r: nc}
+	cl := dialWith(t, ts.url, d)
 	c := h.connFor(t, cl)
 	trickle.Store(true)
 	want := []string{"short", strings.Repeat("x", 300), "", "last"}
@@ -531,20 +525,13 @@ func TestEvTLS12(t *testing.T) {
 	h := newPerConn()
 	h.onFrame = func(c Conn, data []byte) { _ = c.Send(bytes.Clone(data)) }
 	ts := startServer(t, h, tlsEventLoops, Options{})
-	cfg := testTLS().client.Clone()
-	cfg.MaxVersion = tls.VersionTLS12
-	d := ws.Dialer{TLSConfig: cfg}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	nc, _, _, err := d.Dial(ctx, ts.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if v := nc.(*tls.Conn).ConnectionState().Version; v != tls.VersionTLS12 {
+	d := dialer(ts.url)
+	d.TLSConfig = d.TLSConfig.Clone()
+	d.TLSConfig.MaxVersion = tls.VersionTLS12
+	cl := dialWith(t, ts.url, d)
+	if v := cl.nc.(*tls.Conn).ConnectionState().Version; v != tls.VersionTLS12 {
 		t.Fatalf("TLS version %x", v)
 	}
-	cl := &client{t: t, nc: nc, r: nc}
 	c := h.connFor(t, cl)
 	for _, m := range []string{"twelve", strings.Repeat("t", 50_000)} {
 		cl.text(m)
@@ -567,19 +554,13 @@ func TestEvTLSBadRecord(t *testing.T) {
 	h := newPerConn()
 	ts := startServer(t, h, tlsEventLoops, Options{})
 	var raw net.Conn
-	d := ws.Dialer{TLSConfig: testTLS().client, NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := dialer(ts.url)
+	d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		raw = nc
 		return nc, err
-	}}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	nc, _, _, err := d.Dial(ctx, ts.url)
-	if err != nil {
-		t.Fatal(err)
 	}
-	defer nc.Close()
-	c := h.connFor(t, &client{t: t, nc: nc, r: nc})
+	c := h.connFor(t, dialWith(t, ts.url, d))
 	// An application data record of 32 bytes that no key encrypted.
 	bad := append([]byte{23, 3, 3, 0, 32}, bytes.Repeat([]byte{0x5a}, 32)...)
 	if _, err := raw.Write(bad); err != nil {

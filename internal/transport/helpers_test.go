@@ -243,12 +243,9 @@ func (m mode) options(opts Options) Options {
 // platform.
 func (m mode) evented() bool { return !m.goroutines && runtime.GOOS == "linux" }
 
-// startServer starts a Server serving in mode m and shuts it down at the
-// end of the test, checking that its goroutines all end and that its
-// connections were served as m says.
-func startServer(t testing.TB, h Handler, m mode, opts Options) *testServer {
-	t.Helper()
-	s := New(h, m.options(opts))
+// serveHTTP serves s from a test HTTP server, behind NewTLSListener if m
+// is a TLS mode, and returns the server and its WebSocket URL.
+func serveHTTP(s *Server, m mode) (*httptest.Server, string) {
 	hs := httptest.NewUnstartedServer(s)
 	scheme := "ws"
 	if m.tls {
@@ -256,7 +253,17 @@ func startServer(t testing.TB, h Handler, m mode, opts Options) *testServer {
 		scheme = "wss"
 	}
 	hs.Start()
-	ts := &testServer{Server: s, http: hs, url: scheme + strings.TrimPrefix(hs.URL, "http"), tls: m.tls}
+	return hs, scheme + strings.TrimPrefix(hs.URL, "http")
+}
+
+// startServer starts a Server serving in mode m and shuts it down at the
+// end of the test, checking that its goroutines all end and that its
+// connections were served as m says.
+func startServer(t testing.TB, h Handler, m mode, opts Options) *testServer {
+	t.Helper()
+	s := New(h, m.options(opts))
+	hs, url := serveHTTP(s, m)
+	ts := &testServer{Server: s, http: hs, url: url, tls: m.tls}
 	t.Cleanup(func() {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -289,14 +296,25 @@ type client struct {
 	r  io.Reader
 }
 
-func dial(t testing.TB, url string) *client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	d := ws.Dialer{}
+// dialer is a WebSocket dialer for url, trusting the test certificate.
+func dialer(url string) ws.Dialer {
+	var d ws.Dialer
 	if strings.HasPrefix(url, "wss:") {
 		d.TLSConfig = testTLS().client
 	}
+	return d
+}
+
+func dial(t testing.TB, url string) *client {
+	t.Helper()
+	return dialWith(t, url, dialer(url))
+}
+
+// dialWith dials url with d.
+func dialWith(t testing.TB, url string, d ws.Dialer) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
 	nc, br, _, err := d.Dial(ctx, url)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
