@@ -417,7 +417,7 @@ func (r *Report) describe() string {
 
 // writeLatency prints the latency histograms that have recordings.
 func (r *Report) writeLatency(b *strings.Builder) {
-	order := []string{histTCP, histUpgrade, histAuth, histHandshake, histAck, histDeliver, histDowntime, histReconnect, histResume}
+	order := []string{histTCP, histUpgrade, histAuth, histHandshake, histAck, histDeliver, histDowntime, histReconnect, histResume, histCaughtUp}
 	t := table{header: []string{"latency (ms)", "count", "min", "p50", "p90", "p99", "p99.9", "max"}}
 	for _, n := range order {
 		if s, ok := r.Latency[n]; ok && s.Count > 0 {

@@ -58,7 +58,8 @@ type stormClient struct {
 	downAt    int64 // first disconnection after arming, Unix ns
 	upAt      int64 // first reconnection after that
 	resumedAt int64
-	backSeq   uint64 // seq of the message it sent once back
+	ackedAt   int64  // when the message it sent once back was acknowledged
+	backSeq   uint64 // seq of that message
 }
 
 func (s *stormShard) setup(ctx context.Context) error {
@@ -234,17 +235,20 @@ func (s *stormShard) sendBack(sc *stormClient) {
 		return
 	}
 	s.env.ctr.sent.Add(1)
-	res, err := sc.c.SendWithID(s.sendCtx, conv, sc.user+"-back", map[string]int64{"t": time.Now().UnixNano()})
+	start := time.Now()
+	res, err := sc.c.SendWithID(s.sendCtx, conv, sc.user+"-back", map[string]int64{"t": start.UnixNano()})
 	if err != nil {
 		s.env.errs.add("send:" + classify(err))
 		return
 	}
+	now := time.Now()
+	s.env.hists[histAck].Record(now.Sub(start))
 	s.env.ctr.acked.Add(1)
 	s.ack(conv, res.Seq)
 	sc.mu.Lock()
-	sc.backSeq = res.Seq
+	sc.backSeq, sc.ackedAt = res.Seq, now.UnixNano()
 	sc.mu.Unlock()
-	s.checkResumed(sc, time.Now().UnixNano())
+	s.checkResumed(sc, now.UnixNano())
 }
 
 // checkResumed marks sc resumed once it is back and has received
@@ -329,7 +333,7 @@ func (s *stormShard) finish(ctx context.Context, expect map[string]uint64, origi
 			continue
 		}
 		sc.mu.Lock()
-		conv, tr, up, resumed := sc.conv, sc.tr, sc.upAt, sc.resumedAt
+		conv, tr, up, resumed, acked := sc.conv, sc.tr, sc.upAt, sc.resumedAt, sc.ackedAt
 		sc.mu.Unlock()
 		if tr != nil {
 			exp := expect[conv]
@@ -342,6 +346,9 @@ func (s *stormShard) finish(ctx context.Context, expect map[string]uint64, origi
 		if origin > 0 && resumed > 0 {
 			s.env.hists[histResume].Record(time.Duration(resumed - origin))
 			res.LastResumed = max(res.LastResumed, resumed)
+		}
+		if acked > 0 && resumed > 0 {
+			s.env.hists[histCaughtUp].Record(time.Duration(max(resumed-acked, 0)))
 		}
 	}
 	res.Tally = tally

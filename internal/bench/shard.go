@@ -181,11 +181,12 @@ const (
 	histReconnect = "reconnect" // storm: outage start to reconnected
 	histResume    = "resume"    // storm: outage start to resumed
 	histDowntime  = "downtime"  // storm: a client's own disconnection to its reconnection
+	histCaughtUp  = "caught-up" // storm: the ack of a client's message sent once back to its having every message up to it
 )
 
 func newShardEnv(s *Shard) *shardEnv {
 	env := &shardEnv{shard: s, plan: &s.Plan, hists: make(map[string]*Histogram)}
-	for _, n := range []string{histTCP, histUpgrade, histAuth, histHandshake, histAck, histDeliver, histReconnect, histResume, histDowntime} {
+	for _, n := range []string{histTCP, histUpgrade, histAuth, histHandshake, histAck, histDeliver, histReconnect, histResume, histDowntime, histCaughtUp} {
 		env.hists[n] = NewHistogram()
 	}
 	env.dial = newDialer(env.plan, &env.errs)

@@ -16,7 +16,9 @@ import (
 // BenchmarkAppend measures AppendMessage throughput for each Sync mode:
 // one sender at a time (every append waits for its own commit, so this is
 // the cost of one fsync'd transaction) and 64 or 512 concurrent senders
-// spread over 16 conversations (group commit shares each fsync). It reports
+// spread over 16 conversations (group commit shares each fsync), and 512
+// senders over 1000 conversations, where a commit touches as many pages as
+// it has messages (as in "floodgate bench group --groups 1000"). It reports
 // msgs/s and the mean batch size, msgs/commit.
 //
 //	go test -run '^$' -bench BenchmarkAppend -benchtime 3s ./internal/store/sqlite/
@@ -24,14 +26,17 @@ func BenchmarkAppend(b *testing.B) {
 	for _, mode := range []string{"full", "normal"} {
 		for _, senders := range []int{1, 64, 512} {
 			b.Run(fmt.Sprintf("sync=%s/senders=%d", mode, senders), func(b *testing.B) {
-				benchAppend(b, mode, senders)
+				benchAppend(b, mode, senders, 16)
 			})
 		}
 	}
+	b.Run("sync=full/senders=512/convs=1000", func(b *testing.B) {
+		benchAppend(b, "full", 512, 1000)
+	})
 }
 
-func benchAppend(b *testing.B, mode string, senders int) {
-	const convs = 16
+func benchAppend(b *testing.B, mode string, senders, convs int) {
+	const members = 16
 	var commits, committed atomic.Int64
 	s, err := Open(b.Context(), Options{
 		Path:   filepath.Join(b.TempDir(), "db"),
@@ -50,12 +55,12 @@ func benchAppend(b *testing.B, mode string, senders int) {
 	if err := s.CreateApp(ctx, store.App{ID: "bench", Secret: "s"}); err != nil {
 		b.Fatal(err)
 	}
-	members := make([]string, convs)
-	for i := range members {
-		members[i] = "u" + strconv.Itoa(i)
+	users := make([]string, members)
+	for i := range users {
+		users[i] = "u" + strconv.Itoa(i)
 	}
 	for i := range convs {
-		if _, err := s.CreateConversation(ctx, store.Conversation{App: "bench", ID: "g:" + strconv.Itoa(i), Kind: store.KindGroup}, members); err != nil {
+		if _, err := s.CreateConversation(ctx, store.Conversation{App: "bench", ID: "g:" + strconv.Itoa(i), Kind: store.KindGroup}, users); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -65,7 +70,7 @@ func benchAppend(b *testing.B, mode string, senders int) {
 	// fresh client id each time, as the protocol requires one.
 	send := func() func() error {
 		w := int(worker.Add(1))
-		m := store.NewMessage{App: "bench", Conv: "g:" + strconv.Itoa(w%convs), Sender: "u" + strconv.Itoa(w%convs), Body: body}
+		m := store.NewMessage{App: "bench", Conv: "g:" + strconv.Itoa(w%convs), Sender: "u" + strconv.Itoa(w%members), Body: body}
 		prefix, n := "w"+strconv.Itoa(w)+"-", 0
 		return func() error {
 			n++
