@@ -625,6 +625,70 @@ func TestClusterBusDeafHealed(t *testing.T) {
 	checkSeqs(t, "bob", bob.msgs[d.ID], 1, 2)
 }
 
+// With --user-interest app, nodes follow their users through one wildcard
+// per app: direct and group messages still reach every member once, in
+// order, across nodes; and clients that authenticate once the wildcards
+// are older than the catch-up delay get no catch-up resync.
+func TestClusterAppWideUserInterest(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	c := startCluster(t, 3, "--user-interest", "app", "--catch-up-delay", delay.String())
+	ctx := ctxT(t)
+	var ms []*member
+	for i := range 3 { // one per node: the first user makes the wildcards
+		user := fmt.Sprint("u", i)
+		ms = append(ms, watch(user, c.dial(t, user, c.nodes[i].url())))
+	}
+	for _, m := range ms {
+		waitFor(t, "connected", func() bool { return m.nodeName() != "" })
+	}
+	time.Sleep(2 * delay) // not a timing assertion: the wildcards must be older than delay
+	for i := 3; i < 9; i++ {
+		user := fmt.Sprint("u", i)
+		ms = append(ms, watch(user, c.dial(t, user, c.nodes[i%3].url())))
+	}
+	for _, m := range ms {
+		waitFor(t, "connected", func() bool { return m.nodeName() != "" })
+	}
+
+	d, err := ms[3].c.Direct(ctx, "u4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := ms[3+i%2].c.Send(ctx, d.ID, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkAll(t, d.ID, ms[3:5], 10)
+	var users []string
+	for _, m := range ms[1:] {
+		users = append(users, m.user)
+	}
+	g, err := ms[0].c.CreateGroup(ctx, "everyone", users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		if _, err := ms[i%9].c.Send(ctx, g.ID, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkAll(t, g.ID, ms, 12)
+
+	// Each node skipped the catch-ups of its two later clients.
+	for i, n := range c.nodes {
+		var metrics string
+		if resp, err := http.Get(n.opsURL() + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metrics = string(b)
+		}
+		if want := "floodgate_catchups_skipped_total 2"; !strings.Contains(metrics, want) {
+			t.Errorf("node %d: want %q, got %q", i, want, grepLines(metrics, "catchups_skipped"))
+		}
+	}
+}
+
 func execCommand(bin string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()

@@ -11,6 +11,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Kind is what a Topic addresses.
@@ -89,6 +90,11 @@ type Bus interface {
 	Listen(ctx context.Context, ch string, fn func(data []byte)) error
 	// Healthy returns nil when the bus is connected.
 	Healthy() error
+	// InterestAge is how long ago this node's interest in t was registered
+	// with the bus, 0 if the node does not follow t. Interest takes a moment
+	// to reach every server of a bus cluster, which meanwhile drop what is
+	// published to t elsewhere; an older interest has reached them.
+	InterestAge(t Topic) time.Duration
 	// Subscriptions is how many topics this node subscribes to.
 	Subscriptions() int
 	// Close drains nothing: undelivered messages are dropped.

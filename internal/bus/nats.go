@@ -50,6 +50,16 @@ type Options struct {
 	// would cost about a kilobyte in the client and the server; wrong for a
 	// cluster, where every node would receive every user's traffic.
 	PerApp bool
+	// PerAppUsers is PerApp for user topics only, for a cluster of a few
+	// nodes. A node then follows a user without a subscription of its own:
+	// authenticating makes no round trip to NATS and no interest change
+	// that every NATS server must learn, and once the app's wildcard is
+	// older than the propagation time, a user's interest is settled the
+	// moment it is followed (InterestAge), so the client needs no catch-up
+	// resync. The price: every node receives every user-topic message of
+	// the apps it has users of, and drops those for users it does not hold.
+	PerAppUsers bool
+
 	Logger *slog.Logger
 	// OnDrop is called for every message NATS reports as dropped (optional,
 	// for metrics).
@@ -74,19 +84,27 @@ type NATS struct {
 	flushes flushGroup
 
 	mu     sync.RWMutex
-	subs   map[Topic]*nats.Subscription
+	subs   map[Topic]topicSub
 	topics map[string]Topic // subject → topic, to decode deliveries without parsing
 
-	// PerApp mode: the topics followed, and the wildcard subscriptions
-	// serving them with how many topics each serves.
-	perApp bool
-	local  map[Topic]struct{}
-	wild   map[Topic]*wildSub // key: the topic with ID ""
+	// PerApp and PerAppUsers modes: the topics followed through wildcards,
+	// and the wildcard subscriptions serving them with how many topics
+	// each serves.
+	perApp, perAppUsers bool
+	local               map[Topic]struct{}
+	wild                map[Topic]*wildSub // key: the topic with ID ""
+}
+
+// topicSub is the subscription of one topic and when it was made.
+type topicSub struct {
+	sub   *nats.Subscription
+	since time.Time
 }
 
 type wildSub struct {
-	sub  *nats.Subscription
-	refs int
+	sub   *nats.Subscription
+	refs  int
+	since time.Time
 }
 
 var b64 = base64.RawURLEncoding
@@ -123,11 +141,13 @@ func Connect(ctx context.Context, h Handler, o Options) (*NATS, error) {
 		seed:   maphash.MakeSeed(),
 		onDrop: o.OnDrop,
 		stop:   make(chan struct{}),
-		subs:   make(map[Topic]*nats.Subscription),
+		subs:   make(map[Topic]topicSub),
 		topics: make(map[string]Topic),
-		perApp: o.PerApp,
 		local:  make(map[Topic]struct{}),
 		wild:   make(map[Topic]*wildSub),
+
+		perApp:      o.PerApp,
+		perAppUsers: o.PerAppUsers,
 	}
 	for range o.Dispatchers {
 		b.chans = append(b.chans, make(chan *nats.Msg, o.Pending/o.Dispatchers))
@@ -280,7 +300,7 @@ func (b *NATS) parse(subj string) (Topic, bool) {
 
 // Subscribe implements Bus. It waits for the node's subscribe rate.
 func (b *NATS) Subscribe(ctx context.Context, t Topic) error {
-	if b.perApp && t.ID != "" {
+	if b.wildcard(t) {
 		return b.subscribeWild(ctx, t)
 	}
 	subj := b.subject(t)
@@ -304,7 +324,7 @@ func (b *NATS) Subscribe(ctx context.Context, t Topic) error {
 		b.mu.Unlock()
 		return fmt.Errorf("bus: subscribe: %w", err)
 	}
-	b.subs[t] = sub
+	b.subs[t] = topicSub{sub: sub, since: time.Now()}
 	b.topics[subj] = t
 	b.mu.Unlock()
 	// The flush round trip guarantees the server has processed the SUB
@@ -333,7 +353,7 @@ func (b *NATS) subscribeWild(ctx context.Context, t Topic) error {
 			b.mu.Unlock()
 			return fmt.Errorf("bus: subscribe: %w", err)
 		}
-		w = &wildSub{sub: sub}
+		w = &wildSub{sub: sub, since: time.Now()}
 		b.wild[key] = w
 		b.topics[subj] = key
 	}
@@ -391,23 +411,23 @@ const flushTimeout = 5 * time.Second
 // subscribe rate it returns ErrRateLimited and the caller keeps the
 // subscription for now (an extra subscription is harmless).
 func (b *NATS) Unsubscribe(t Topic) error {
-	if b.perApp && t.ID != "" {
+	if b.wildcard(t) {
 		return b.unsubscribeWild(t)
 	}
 	if !b.limit.Allow() {
 		return ErrRateLimited
 	}
 	b.mu.Lock()
-	sub, ok := b.subs[t]
+	s, ok := b.subs[t]
 	if ok {
 		delete(b.subs, t)
-		delete(b.topics, sub.Subject)
+		delete(b.topics, s.sub.Subject)
 	}
 	b.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	return sub.Unsubscribe()
+	return s.sub.Unsubscribe()
 }
 
 // Broadcast implements Bus.
@@ -474,6 +494,30 @@ func (b *NATS) Healthy() error {
 		return fmt.Errorf("%w: %s", ErrUnavailable, s)
 	}
 	return nil
+}
+
+// wildcard reports whether t is followed through its app's wildcard.
+func (b *NATS) wildcard(t Topic) bool {
+	return t.ID != "" && (b.perApp || b.perAppUsers && t.Kind == User)
+}
+
+// InterestAge implements Bus. A topic followed through a wildcard is as old
+// as the wildcard.
+func (b *NATS) InterestAge(t Topic) time.Duration {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var since time.Time
+	if b.wildcard(t) {
+		if _, ok := b.local[t]; ok {
+			since = b.wild[Topic{Kind: t.Kind, App: t.App}].since
+		}
+	} else if s, ok := b.subs[t]; ok {
+		since = s.since
+	}
+	if since.IsZero() {
+		return 0
+	}
+	return max(time.Since(since), time.Nanosecond)
 }
 
 // Subscriptions implements Bus.

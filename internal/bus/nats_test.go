@@ -236,3 +236,40 @@ func TestPerAppWildcard(t *testing.T) {
 		t.Fatalf("after the last topic: %d wildcards, %d subscriptions", n, b.Subscriptions())
 	}
 }
+
+// In PerAppUsers mode only user topics go through their app's wildcard;
+// rooms keep a subscription each. A user followed through an existing
+// wildcard has the wildcard's interest age: at least that of a room
+// subscribed after it.
+func TestPerAppUsersWildcard(t *testing.T) {
+	r := &recorder{}
+	b := connect(t, r, Options{PerAppUsers: true})
+	alice, bob := Topic{User, "app.1", "alice"}, Topic{User, "app.1", "bob"}
+	room := Topic{Room, "app.1", "r1"}
+	for _, tp := range []Topic{alice, room, bob} {
+		if err := b.Subscribe(t.Context(), tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(b.wild) != 1 || len(b.subs) != 1 || b.Subscriptions() != 3 {
+		t.Fatalf("%d wildcards and %d subscriptions for %d topics, want 1 and 1 for 3", len(b.wild), len(b.subs), b.Subscriptions())
+	}
+	roomAge := b.InterestAge(room)
+	if bobAge := b.InterestAge(bob); roomAge <= 0 || bobAge < roomAge {
+		t.Errorf("interest ages: room %v, bob %v; want bob (through alice's wildcard) at least as old as the room", roomAge, bobAge)
+	}
+	if age := b.InterestAge(Topic{User, "app.1", "carol"}); age != 0 {
+		t.Errorf("InterestAge of a user not followed = %v, want 0", age)
+	}
+	for _, tp := range []Topic{alice, bob, room} {
+		if err := b.Publish(tp, []byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a delivery", func() bool { return r.count(tp) == 1 })
+	}
+	_ = b.Unsubscribe(alice)
+	_ = b.Unsubscribe(bob)
+	if age := b.InterestAge(bob); age != 0 || len(b.wild) != 0 {
+		t.Errorf("after the app's last user: InterestAge %v, %d wildcards", age, len(b.wild))
+	}
+}

@@ -33,7 +33,8 @@ type Config struct {
 	NATSURLs      []string      `flag:"nats-url" usage:"external NATS server URL(s), comma-separated; empty runs NATS in-process"`
 	NATSListen    string        `flag:"nats-listen" usage:"also expose the in-process NATS server on this address (empty: in-process only)"`
 	SubscribeRate int           `flag:"subscribe-rate" usage:"with nats-url, most bus subscription changes per second; a restarted node takes its clients' subscriptions back at this pace"`
-	CatchUpDelay  time.Duration `flag:"catch-up-delay" usage:"with nats-url, clients resync this long after subscribing, covering the time their interest takes to reach every NATS server (0 disables)"`
+	CatchUpDelay  time.Duration `flag:"catch-up-delay" usage:"with nats-url, clients resync this long after subscribing, covering the time their interest takes to reach every NATS server (0 disables); not when the node's interest is older than this"`
+	UserInterest  string        `flag:"user-interest" usage:"with nats-url, how a node follows its users on NATS: user (a subscription per user; a node receives its own users' messages only) or app (one wildcard per app: authenticating needs no NATS round trip and, once the wildcard has settled, no catch-up resync; every node receives all of the app's user messages: for a few nodes)"`
 
 	HeartbeatInterval time.Duration `flag:"heartbeat-interval" usage:"how often the node announces its status on the bus; a node silent for 3 intervals is considered gone"`
 	RouteTTL          time.Duration `flag:"route-ttl" usage:"how long clients may cache an answer of this node's router (/v1/route)"`
@@ -81,6 +82,7 @@ func Default() Config {
 
 		SubscribeRate: 10000,
 		CatchUpDelay:  2 * time.Second,
+		UserInterest:  "user",
 
 		HeartbeatInterval: time.Second,
 		RouteTTL:          30 * time.Second,

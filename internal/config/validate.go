@@ -113,6 +113,9 @@ func (c Config) Validate() error {
 	if c.DataDir == "" && (c.Store == "" || c.AdminToken == "") {
 		p.addf("data-dir", "must be set unless both store and admin-token are")
 	}
+	if c.UserInterest != "user" && c.UserInterest != "app" {
+		p.addf("user-interest", "must be user or app (got %q)", c.UserInterest)
+	}
 	if c.SQLiteSync != "full" && c.SQLiteSync != "normal" {
 		p.addf("sqlite-sync", "must be full or normal (got %q)", c.SQLiteSync)
 	}

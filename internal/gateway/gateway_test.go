@@ -57,6 +57,7 @@ type fakeBus struct {
 	subs  map[bus.Topic]int // subscribe count
 	unsub map[bus.Topic]int
 	h     bus.Handler
+	age   time.Duration // InterestAge of every subscribed topic
 }
 
 func newFakeBus() *fakeBus {
@@ -86,7 +87,15 @@ func (b *fakeBus) Healthy() error                                        { retur
 func (b *fakeBus) Broadcast(string, []byte) error                        { return nil }
 func (b *fakeBus) Listen(context.Context, string, func([]byte)) error    { return nil }
 func (b *fakeBus) Subscriptions() int                                    { return 0 }
-func (b *fakeBus) Close() error                                          { return nil }
+func (b *fakeBus) InterestAge(t bus.Topic) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.subs[t] == 0 {
+		return 0
+	}
+	return b.age
+}
+func (b *fakeBus) Close() error { return nil }
 
 // clock is a fake clock.
 type clock struct {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/floodgate/floodgate/internal/bus"
 	"github.com/floodgate/floodgate/protocol"
 )
 
@@ -108,9 +109,23 @@ func (g *Gateway) catchUpDue(e catchUpEntry, spread time.Duration) {
 	g.resync(e.s, spread)
 }
 
-// scheduleCatchUp queues s for a resync after the configured delay.
-func (g *Gateway) scheduleCatchUp(s *Session) {
-	if g.o.CatchUp > 0 {
-		g.catchUps.add(s, g.now().Add(g.o.CatchUp))
+// scheduleCatchUp queues s for a resync after the configured delay, unless
+// the node's interest in every topic s just followed is older than that
+// delay, and so known to every bus server already: then whatever is
+// committed after s's sync began is published where it reaches this node.
+// (With bus.Options.PerAppUsers, that is every client that authenticates
+// after its app's first minutes on the node.)
+func (g *Gateway) scheduleCatchUp(s *Session, followed ...bus.Topic) {
+	if g.o.CatchUp <= 0 {
+		return
 	}
+	settled := len(followed) > 0
+	for _, t := range followed {
+		settled = settled && g.bus.InterestAge(t) >= g.o.CatchUp
+	}
+	if settled {
+		g.m.CatchUpsSkipped.Inc()
+		return
+	}
+	g.catchUps.add(s, g.now().Add(g.o.CatchUp))
 }

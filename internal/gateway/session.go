@@ -280,18 +280,19 @@ func (s *Session) auth(ctx context.Context, req protocol.Request) (any, *protoco
 	}
 	s.app, s.user, s.device, s.issued = app.ID, claims.User, claims.Device, claims.IssuedAt
 
-	first, err := g.hub.follow(ctx, bus.Topic{Kind: bus.User, App: s.app, ID: s.user}, s, nil)
+	userTopic, appTopic := bus.Topic{Kind: bus.User, App: s.app, ID: s.user}, bus.Topic{Kind: bus.App, App: s.app}
+	first, err := g.hub.follow(ctx, userTopic, s, nil)
 	if err != nil {
 		// Static stability: the client can still send, sync and read
 		// history; the janitor retries the subscription and then resyncs.
 		g.log.Warn("auth: subscribe user", "err", err)
 	}
-	if _, err := g.hub.follow(ctx, bus.Topic{Kind: bus.App, App: s.app}, s, nil); err != nil {
+	if _, err := g.hub.follow(ctx, appTopic, s, nil); err != nil {
 		g.log.Warn("auth: subscribe app", "err", err)
 	}
 	s.authed.Store(true)
 	s.leavePending()
-	g.scheduleCatchUp(s)
+	g.scheduleCatchUp(s, userTopic, appTopic)
 	if first {
 		g.publishPresence(s.app, s.user, true)
 	}
@@ -400,10 +401,11 @@ func (s *Session) joinRoom(ctx context.Context, conv string) (any, *protocol.Err
 	}
 	if _, ok := s.rooms[conv]; !ok {
 		s.rooms[conv] = struct{}{}
-		if _, err := g.hub.follow(ctx, bus.Topic{Kind: bus.Room, App: s.app, ID: conv}, s, nil); err != nil {
+		room := bus.Topic{Kind: bus.Room, App: s.app, ID: conv}
+		if _, err := g.hub.follow(ctx, room, s, nil); err != nil {
 			g.log.Warn("room join: subscribe", "err", err)
 		}
-		g.scheduleCatchUp(s)
+		g.scheduleCatchUp(s, room)
 	}
 	// Read after subscribing: the returned seq is where the live stream
 	// starts; anything at or below it that also arrives live is a duplicate

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/floodgate/floodgate/internal/bus"
 	"github.com/floodgate/floodgate/internal/store"
 	"github.com/floodgate/floodgate/internal/store/memstore"
 	"github.com/floodgate/floodgate/protocol"
@@ -163,3 +166,48 @@ func TestCatchUpSkippedAfterFullSync(t *testing.T) {
 		})
 	}
 }
+
+// No catch-up is scheduled when the node's interest in every topic the
+// session followed is older than the catch-up delay: it has reached every
+// bus server. One fresh topic is enough to schedule it.
+func TestCatchUpSkippedWhenInterestSettled(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		age       time.Duration // of every subscribed topic
+		subscribe []bus.Topic
+		scheduled bool
+	}{
+		{"settled", 3 * time.Second, []bus.Topic{userTopic, appTopic}, false},
+		{"fresh", time.Second, []bus.Topic{userTopic, appTopic}, true},
+		{"one topic not followed", 3 * time.Second, []bus.Topic{appTopic}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := newFakeBus()
+			fb.age = tc.age
+			g := newTestGateway(t, fb, func(o *Options) { o.CatchUp = 2 * time.Second })
+			for _, tp := range tc.subscribe {
+				_ = fb.Subscribe(t.Context(), tp)
+			}
+			s := &Session{g: g, conn: &fakeConn{id: 1, keep: true}, id: 1, app: "a", user: "alice"}
+			g.scheduleCatchUp(s, userTopic, appTopic)
+			g.catchUps.mu.Lock()
+			n := len(g.catchUps.pending)
+			g.catchUps.mu.Unlock()
+			if got := n == 1; got != tc.scheduled {
+				t.Errorf("catch-up scheduled: %v, want %v", got, tc.scheduled)
+			}
+			var m dto.Metric
+			if err := g.m.CatchUpsSkipped.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			if skipped := m.GetCounter().GetValue() == 1; skipped == tc.scheduled {
+				t.Errorf("skip counted: %v with the catch-up scheduled: %v", skipped, tc.scheduled)
+			}
+		})
+	}
+}
+
+var (
+	userTopic = bus.Topic{Kind: bus.User, App: "a", ID: "alice"}
+	appTopic  = bus.Topic{Kind: bus.App, App: "a"}
+)

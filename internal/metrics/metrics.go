@@ -54,7 +54,7 @@ func New() *Metrics {
 		Deliveries:        f.counter("floodgate_deliveries_total", "Event frames queued to client connections by fan-out."),
 		DeliveryDrops:     f.counter("floodgate_delivery_drops_total", "Fan-out frames refused by a full or closed connection."),
 		Resyncs:           f.counter("floodgate_resyncs_total", "Resync events sent to connections after a possible loss."),
-		CatchUpsSkipped:   f.counter("floodgate_catchups_skipped_total", "Catch-up resyncs not sent because the client had fully synced after the subscription settled."),
+		CatchUpsSkipped:   f.counter("floodgate_catchups_skipped_total", "Catch-up resyncs not sent because the client's subscriptions had settled when it authenticated, or it had fully synced after they did."),
 
 		BusPublishErrors: f.counter("floodgate_bus_publish_errors_total", "Publishes the bus refused (dropped from the fast path)."),
 		BusDrops:         f.counter("floodgate_bus_dropped_total", "Messages the bus client dropped because this node did not read them fast enough."),

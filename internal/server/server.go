@@ -227,6 +227,7 @@ func (s *Server) openStore(ctx context.Context) error {
 func (s *Server) connectBus(ctx context.Context) error {
 	o := bus.Options{URLs: s.cfg.NATSURLs, Name: "floodgate-" + s.cfg.NodeID, Logger: s.log,
 		SubscribeRate: s.cfg.SubscribeRate,
+		PerAppUsers:   s.cfg.UserInterest == "app",
 		OnDrop:        func(n int) { s.m.BusDrops.Add(float64(n)) }}
 	if len(s.cfg.NATSURLs) == 0 {
 		e, err := bus.StartEmbedded(s.cfg.NATSListen)
