@@ -91,9 +91,10 @@ type Bus interface {
 	// Healthy returns nil when the bus is connected.
 	Healthy() error
 	// InterestAge is how long ago this node's interest in t was registered
-	// with the bus, 0 if the node does not follow t. Interest takes a moment
-	// to reach every server of a bus cluster, which meanwhile drop what is
-	// published to t elsewhere; an older interest has reached them.
+	// with the bus (again, after a reconnection), 0 if the node does not
+	// follow t or is disconnected. Interest takes a moment to reach every
+	// server of a bus cluster, which meanwhile drop what is published to t
+	// elsewhere; an older interest has reached them.
 	InterestAge(t Topic) time.Duration
 	// Subscriptions is how many topics this node subscribes to.
 	Subscriptions() int

@@ -83,6 +83,14 @@ type NATS struct {
 	limit   *rate.Limiter // subscribe and unsubscribe operations
 	flushes flushGroup
 
+	// now is the clock of interest ages (time.Now; tests set their own).
+	now func() time.Time
+	// linked is when the connection to NATS was last made, in Unix
+	// nanoseconds; 0 while it is down. A reconnection registers every
+	// subscription again, on a server that may be new to the cluster's
+	// view of this node.
+	linked atomic.Int64
+
 	mu     sync.RWMutex
 	subs   map[Topic]topicSub
 	topics map[string]Topic // subject → topic, to decode deliveries without parsing
@@ -141,6 +149,7 @@ func Connect(ctx context.Context, h Handler, o Options) (*NATS, error) {
 		seed:   maphash.MakeSeed(),
 		onDrop: o.OnDrop,
 		stop:   make(chan struct{}),
+		now:    time.Now,
 		subs:   make(map[Topic]topicSub),
 		topics: make(map[string]Topic),
 		local:  make(map[Topic]struct{}),
@@ -166,11 +175,13 @@ func Connect(ctx context.Context, h Handler, o Options) (*NATS, error) {
 		nats.MaxPingsOutstanding(2),
 		nats.ErrorHandler(b.asyncError),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.linkDown()
 			if !b.closing.Load() {
 				b.log.Warn("bus disconnected", "err", err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.linkUp()
 			// Whatever was published to us while we were away is gone.
 			b.log.Info("bus reconnected", "url", nc.ConnectedUrlRedacted())
 			b.h.Lost(Topic{}, true)
@@ -186,6 +197,7 @@ func Connect(ctx context.Context, h Handler, o Options) (*NATS, error) {
 		return nil, fmt.Errorf("bus: connect: %w", err)
 	}
 	b.nc = nc
+	b.linkUp()
 	b.qsub, err = nc.Subscribe(b.prefix+".q", b.answer)
 	if err == nil {
 		err = b.flush(ctx)
@@ -324,7 +336,7 @@ func (b *NATS) Subscribe(ctx context.Context, t Topic) error {
 		b.mu.Unlock()
 		return fmt.Errorf("bus: subscribe: %w", err)
 	}
-	b.subs[t] = topicSub{sub: sub, since: time.Now()}
+	b.subs[t] = topicSub{sub: sub, since: b.now()}
 	b.topics[subj] = t
 	b.mu.Unlock()
 	// The flush round trip guarantees the server has processed the SUB
@@ -353,7 +365,7 @@ func (b *NATS) subscribeWild(ctx context.Context, t Topic) error {
 			b.mu.Unlock()
 			return fmt.Errorf("bus: subscribe: %w", err)
 		}
-		w = &wildSub{sub: sub, since: time.Now()}
+		w = &wildSub{sub: sub, since: b.now()}
 		b.wild[key] = w
 		b.topics[subj] = key
 	}
@@ -502,8 +514,13 @@ func (b *NATS) wildcard(t Topic) bool {
 }
 
 // InterestAge implements Bus. A topic followed through a wildcard is as old
-// as the wildcard.
+// as the wildcard; no interest is older than the connection to NATS, and
+// none has an age while the connection is down.
 func (b *NATS) InterestAge(t Topic) time.Duration {
+	linked := b.linked.Load()
+	if linked == 0 {
+		return 0
+	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var since time.Time
@@ -517,8 +534,13 @@ func (b *NATS) InterestAge(t Topic) time.Duration {
 	if since.IsZero() {
 		return 0
 	}
-	return max(time.Since(since), time.Nanosecond)
+	now := b.now()
+	return max(min(now.Sub(since), now.Sub(time.Unix(0, linked))), time.Nanosecond)
 }
+
+// linkUp and linkDown record the connection to NATS coming and going.
+func (b *NATS) linkUp()   { b.linked.Store(b.now().UnixNano()) }
+func (b *NATS) linkDown() { b.linked.Store(0) }
 
 // Subscriptions implements Bus.
 func (b *NATS) Subscriptions() int {

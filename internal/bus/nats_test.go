@@ -273,3 +273,37 @@ func TestPerAppUsersWildcard(t *testing.T) {
 		t.Errorf("after the app's last user: InterestAge %v, %d wildcards", age, len(b.wild))
 	}
 }
+
+// An interest is no older than the connection to NATS: a reconnection
+// registers it again, and while the connection is down it has no age.
+func TestInterestAgeAcrossReconnection(t *testing.T) {
+	b := connect(t, &recorder{}, Options{PerAppUsers: true})
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	b.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	b.linkUp()
+	alice, room := Topic{User, "app.1", "alice"}, Topic{Room, "app.1", "r1"}
+	for _, tp := range []Topic{alice, room} {
+		if err := b.Subscribe(t.Context(), tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	advance(10 * time.Second)
+	for _, tp := range []Topic{alice, room} {
+		if age := b.InterestAge(tp); age != 10*time.Second {
+			t.Errorf("%v: InterestAge %v, want 10s", tp, age)
+		}
+	}
+	b.linkDown()
+	if age := b.InterestAge(alice); age != 0 {
+		t.Errorf("InterestAge while disconnected = %v, want 0", age)
+	}
+	b.linkUp()
+	advance(time.Second)
+	for _, tp := range []Topic{alice, room} {
+		if age := b.InterestAge(tp); age != time.Second {
+			t.Errorf("%v: InterestAge %v after a reconnection 1s ago, want 1s", tp, age)
+		}
+	}
+}
