@@ -114,7 +114,7 @@ func (g *Gateway) catchUpDue(e catchUpEntry, spread time.Duration) {
 // delay, and so known to every bus server already: then whatever is
 // committed after s's sync began is published where it reaches this node.
 // (With bus.Options.PerAppUsers, that is every client that authenticates
-// after its app's first minutes on the node.)
+// once its app has been on the node for longer than the delay.)
 func (g *Gateway) scheduleCatchUp(s *Session, followed ...bus.Topic) {
 	if g.o.CatchUp <= 0 {
 		return
