@@ -558,9 +558,16 @@ func TestClusterDrain(t *testing.T) {
 }
 
 // One NATS server of three stops while traffic flows: the nodes connected
-// to it reconnect to the others and no acknowledged message is lost.
+// to it reconnect to the others and no acknowledged message is lost, with
+// users followed one subscription each or through their app's wildcard.
 func TestClusterNATSServerStops(t *testing.T) {
-	c := startCluster(t, 3)
+	for _, interest := range []string{"user", "app"} {
+		t.Run(interest, func(t *testing.T) { clusterNATSServerStops(t, interest) })
+	}
+}
+
+func clusterNATSServerStops(t *testing.T, interest string) {
+	c := startCluster(t, 3, "--user-interest", interest)
 	var ms []*member
 	for i := range 60 {
 		user := fmt.Sprint("n", i)
