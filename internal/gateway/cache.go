@@ -28,26 +28,67 @@ type appCache struct {
 	m  map[string]appEntry
 	// loading holds the store reads in progress, one per app: after a
 	// restart every client of an app authenticates at once, and they all
-	// wait for one read instead of each making its own. Its size is
-	// bounded by the auth requests in progress.
-	loading map[string]*appLoad
+	// wait for one read instead of each making its own.
+	loading loads[string, appEntry]
 }
 
-// appLoad is one store read of an app that concurrent misses share; e and
+// sharedLoad is one store read that concurrent cache misses share; v and
 // err are set before done is closed.
-type appLoad struct {
+type sharedLoad[V any] struct {
 	done chan struct{}
-	e    appEntry
+	v    V
 	err  error
-	// stale (under appCache.mu): the app changed during the read, whose
-	// result is then given to its waiters but not cached.
+	// stale (under the cache's mutex): the value changed during the read,
+	// whose result is then given to its waiters but not cached.
 	stale bool
 }
 
-// appLoadTimeout bounds a shared read of an app. It does not depend on the
-// context of the request that started it, whose end must not fail the
-// others waiting for the same read.
-const appLoadTimeout = 5 * time.Second
+// wait returns l's result once it is read, or ctx's error first.
+func (l *sharedLoad[V]) wait(ctx context.Context) (V, error) {
+	select {
+	case <-l.done:
+		return l.v, l.err
+	case <-ctx.Done():
+		var zero V
+		return zero, ctx.Err()
+	}
+}
+
+// loads are a cache's reads in progress, one per key, used under the
+// cache's mutex. Their number is bounded by the requests in progress.
+type loads[K comparable, V any] map[K]*sharedLoad[V]
+
+// start registers a read of k, which the caller then runs and ends with
+// finish.
+func (ls *loads[K, V]) start(k K) *sharedLoad[V] {
+	l := &sharedLoad[V]{done: make(chan struct{})}
+	if *ls == nil {
+		*ls = make(loads[K, V])
+	}
+	(*ls)[k] = l
+	return l
+}
+
+// finish unregisters l, unless drop already did.
+func (ls loads[K, V]) finish(k K, l *sharedLoad[V]) {
+	if ls[k] == l {
+		delete(ls, k)
+	}
+}
+
+// drop marks k's read in progress stale, and lets the next miss start a
+// read of its own.
+func (ls loads[K, V]) drop(k K) {
+	if l, ok := ls[k]; ok {
+		l.stale = true
+		delete(ls, k)
+	}
+}
+
+// loadTimeout bounds a shared read. It does not depend on the context of
+// the request that started it, whose end must not fail the others waiting
+// for the same read.
+const loadTimeout = 5 * time.Second
 
 // appStaleLimit is how long past its TTL an entry still answers, while one
 // read refreshes it in the background: a slow or failing store must not
@@ -77,7 +118,7 @@ func (c *appCache) get(ctx context.Context, id string) (appEntry, error) {
 	if cached && now.Sub(e.at) < c.ttl+appStaleLimit {
 		// Answer from the old entry; one read refreshes it meanwhile.
 		if !loading {
-			l = c.startLoadLocked(id)
+			l = c.loading.start(id)
 			go c.load(id, now, l)
 		}
 		c.mu.Unlock()
@@ -85,41 +126,24 @@ func (c *appCache) get(ctx context.Context, id string) (appEntry, error) {
 	}
 	if !loading {
 		// This caller reads for everyone.
-		l = c.startLoadLocked(id)
+		l = c.loading.start(id)
 		c.mu.Unlock()
 		c.load(id, now, l)
-		return l.e, l.err
+		return l.v, l.err
 	}
 	c.mu.Unlock()
-	select {
-	case <-l.done:
-		return l.e, l.err
-	case <-ctx.Done():
-		return appEntry{}, ctx.Err()
-	}
-}
-
-// startLoadLocked registers a read of app id, which the caller then runs.
-func (c *appCache) startLoadLocked(id string) *appLoad {
-	l := &appLoad{done: make(chan struct{})}
-	if c.loading == nil {
-		c.loading = make(map[string]*appLoad)
-	}
-	c.loading[id] = l
-	return l
+	return l.wait(ctx)
 }
 
 // load reads app id for the callers of get waiting on l, caches it and
-// wakes them. It always ends within appLoadTimeout, sooner when the cache's
+// wakes them. It always ends within loadTimeout, sooner when the cache's
 // context ends. A failed read leaves an older entry in place.
-func (c *appCache) load(id string, now time.Time, l *appLoad) {
-	ctx, cancel := context.WithTimeout(c.ctx, appLoadTimeout)
+func (c *appCache) load(id string, now time.Time, l *sharedLoad[appEntry]) {
+	ctx, cancel := context.WithTimeout(c.ctx, loadTimeout)
 	defer cancel()
-	l.e, l.err = c.read(ctx, id, now)
+	l.v, l.err = c.read(ctx, id, now)
 	c.mu.Lock()
-	if c.loading[id] == l {
-		delete(c.loading, id)
-	}
+	c.loading.finish(id, l)
 	if errors.Is(l.err, store.ErrNotFound) {
 		delete(c.m, id)
 	}
@@ -127,7 +151,7 @@ func (c *appCache) load(id string, now time.Time, l *appLoad) {
 		if len(c.m) >= c.max {
 			evictOne(c.m)
 		}
-		c.m[id] = l.e
+		c.m[id] = l.v
 	}
 	c.mu.Unlock()
 	close(l.done)
@@ -148,10 +172,7 @@ func (c *appCache) read(ctx context.Context, id string, now time.Time) (appEntry
 func (c *appCache) drop(id string) {
 	c.mu.Lock()
 	delete(c.m, id)
-	if l, ok := c.loading[id]; ok {
-		l.stale = true
-		delete(c.loading, id)
-	}
+	c.loading.drop(id)
 	c.mu.Unlock()
 }
 
@@ -175,6 +196,8 @@ type convKey struct{ app, id string }
 // on other nodes; the TTL bounds staleness when that message is lost (a
 // stale list can only delay a live delivery, which sync then heals).
 type convCache struct {
+	// ctx ends shared reads when the gateway closes.
+	ctx        context.Context
 	st         store.Store
 	ttl        time.Duration
 	max        int
@@ -183,36 +206,63 @@ type convCache struct {
 
 	mu sync.Mutex
 	m  map[convKey]*convInfo
+	// loading holds the store reads in progress, one per conversation:
+	// after a restart, a room's members all send or join at once, and they
+	// all wait for one read of its member list instead of each making its
+	// own.
+	loading loads[convKey, *convInfo]
 }
 
 func (c *convCache) get(ctx context.Context, app, id string) (*convInfo, error) {
 	k := convKey{app, id}
 	now := c.now()
 	c.mu.Lock()
-	ci, ok := c.m[k]
-	c.mu.Unlock()
-	if ok && now.Sub(ci.at) < c.ttl {
+	if ci, ok := c.m[k]; ok && now.Sub(ci.at) < c.ttl {
+		c.mu.Unlock()
 		return ci, nil
 	}
-	conv, members, err := c.st.ConversationMembers(ctx, app, id, c.maxMembers)
-	if err != nil {
-		return nil, err
+	if l, ok := c.loading[k]; ok {
+		c.mu.Unlock()
+		return l.wait(ctx)
 	}
-	// isMember searches in Go's byte order, whatever the engine sorted by.
-	slices.Sort(members)
-	ci = &convInfo{conv: conv, members: members, at: now}
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		evictOne(c.m)
-	}
-	c.m[k] = ci
+	// This caller reads for everyone.
+	l := c.loading.start(k)
 	c.mu.Unlock()
-	return ci, nil
+	c.load(k, now, l)
+	return l.v, l.err
 }
 
-func (c *convCache) drop(app, id string) {
+// load reads conversation k for the callers of get waiting on l, caches it
+// and wakes them, within loadTimeout.
+func (c *convCache) load(k convKey, now time.Time, l *sharedLoad[*convInfo]) {
+	ctx, cancel := context.WithTimeout(c.ctx, loadTimeout)
+	defer cancel()
+	conv, members, err := c.st.ConversationMembers(ctx, k.app, k.id, c.maxMembers)
+	if err == nil {
+		// isMember searches in Go's byte order, whatever the engine sorted by.
+		slices.Sort(members)
+		l.v = &convInfo{conv: conv, members: members, at: now}
+	}
+	l.err = err
 	c.mu.Lock()
-	delete(c.m, convKey{app, id})
+	c.loading.finish(k, l)
+	if err == nil && !l.stale {
+		if len(c.m) >= c.max {
+			evictOne(c.m)
+		}
+		c.m[k] = l.v
+	}
+	c.mu.Unlock()
+	close(l.done)
+}
+
+// drop forgets conversation app/id, and lets the next miss read it afresh
+// even while an older read is in progress.
+func (c *convCache) drop(app, id string) {
+	k := convKey{app, id}
+	c.mu.Lock()
+	delete(c.m, k)
+	c.loading.drop(k)
 	c.mu.Unlock()
 }
 

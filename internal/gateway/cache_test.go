@@ -203,3 +203,118 @@ func waitLoaded(t *testing.T, c *appCache, id string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// slowConvs counts the store reads of conversations and holds each until
+// release is closed.
+type slowConvs struct {
+	store.Store
+	reads   atomic.Int32
+	release chan struct{}
+}
+
+func (s *slowConvs) ConversationMembers(ctx context.Context, app, id string, limit int) (store.Conversation, []string, error) {
+	s.reads.Add(1)
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return store.Conversation{}, nil, ctx.Err()
+	}
+	return s.Store.ConversationMembers(ctx, app, id, limit)
+}
+
+// newSlowConvCache returns a conversation cache over a store holding group
+// g1 of app1 (members bob and alice), whose reads wait for st.release.
+func newSlowConvCache(t *testing.T) (*convCache, *slowConvs) {
+	t.Helper()
+	mem := memstore.New(memstore.Options{})
+	if err := mem.CreateApp(t.Context(), store.App{ID: "app1", Name: "a", Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mem.CreateConversation(t.Context(), store.Conversation{App: "app1", ID: "g1", Kind: store.KindGroup}, []string{"bob", "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	st := &slowConvs{Store: mem, release: make(chan struct{})}
+	return &convCache{ctx: t.Context(), st: st, ttl: time.Minute, max: 10, maxMembers: 100, now: time.Now, m: map[convKey]*convInfo{}}, st
+}
+
+// Concurrent misses of one conversation (a room's members all sending after
+// a restart) share one store read, whose result every caller gets.
+func TestConvCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
+	c, st := newSlowConvCache(t)
+	const callers = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			ci, err := c.get(context.Background(), "app1", "g1")
+			if err == nil && !ci.isMember("alice") {
+				t.Errorf("members %v", ci.members)
+			}
+			errs <- err
+		})
+	}
+	for st.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// Callers arriving after the release find the cached entry, so the
+	// count below does not depend on this pause.
+	time.Sleep(20 * time.Millisecond)
+	close(st.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.reads.Load(); n != 1 {
+		t.Fatalf("%d store reads for %d concurrent misses, want 1", n, callers)
+	}
+}
+
+// A membership change during a read drops it: the next miss reads afresh
+// rather than wait for the older read, and only the newer one is cached.
+func TestConvCacheDropDuringRead(t *testing.T) {
+	c, st := newSlowConvCache(t)
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = c.get(context.Background(), "app1", "g1") })
+	for st.reads.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	c.drop("app1", "g1") // e.g. carol joined while g1 was being read
+	var newer *convInfo
+	wg.Go(func() { newer, _ = c.get(context.Background(), "app1", "g1") })
+	for st.reads.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(st.release)
+	wg.Wait()
+	ci, err := c.get(context.Background(), "app1", "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci != newer || st.reads.Load() != 2 {
+		t.Fatalf("cached entry %p after %d reads, want the newer read's %p after 2", ci, st.reads.Load(), newer)
+	}
+}
+
+// The read does not depend on the context of the caller that started it:
+// its end must not fail the others waiting.
+func TestConvCacheReadOutlivesItsCaller(t *testing.T) {
+	c, st := newSlowConvCache(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var first error
+	wg.Go(func() { _, first = c.get(ctx, "app1", "g1") })
+	for st.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	var waiter error
+	wg.Go(func() { _, waiter = c.get(context.Background(), "app1", "g1") })
+	cancel()
+	close(st.release)
+	wg.Wait()
+	if first != nil || waiter != nil {
+		t.Fatalf("after the first caller's context ended: first %v, waiter %v", first, waiter)
+	}
+}

@@ -141,7 +141,7 @@ func New(o Options) *Gateway {
 		cancel: cancel,
 		seed:   maphash.MakeSeed(),
 		apps:   &appCache{ctx: ctx, st: o.Store, ttl: o.CacheTTL, max: cacheEntries, now: o.Now, m: map[string]appEntry{}},
-		convs: &convCache{st: o.Store, ttl: o.CacheTTL, max: cacheEntries, maxMembers: o.Limits.MaxGroupMembers,
+		convs: &convCache{ctx: ctx, st: o.Store, ttl: o.CacheTTL, max: cacheEntries, maxMembers: o.Limits.MaxGroupMembers,
 			now: o.Now, m: map[convKey]*convInfo{}},
 	}
 	g.hub = newHub(nil, o.UnsubscribeGrace, o.Now)
