@@ -52,35 +52,13 @@ func waitForRead(st *slowApps) {
 func TestAppCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
 	ctx := context.Background()
 	c, st := newSlowCache(t)
-
-	const callers = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			e, err := c.get(ctx, "app1")
-			if err == nil && e.app.Secret != "s" {
-				t.Errorf("got secret %q", e.app.Secret)
-			}
-			errs <- err
-		})
-	}
-	// Every caller is waiting (or about to) while the one read is held;
-	// one that arrives after the release finds the cached entry, so the
-	// count below does not depend on this pause.
-	waitForRead(st)
-	time.Sleep(20 * time.Millisecond)
-	close(st.release)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	missTogether(t, &st.reads, st.release, func() error {
+		e, err := c.get(ctx, "app1")
+		if err == nil && e.app.Secret != "s" {
+			t.Errorf("got secret %q", e.app.Secret)
 		}
-	}
-	if n := st.reads.Load(); n != 1 {
-		t.Fatalf("%d store reads for %d concurrent misses, want 1", n, callers)
-	}
+		return err
+	})
 	if _, err := c.get(ctx, "app1"); err != nil || st.reads.Load() != 1 {
 		t.Fatalf("cached get: err %v, reads %d", err, st.reads.Load())
 	}
@@ -241,25 +219,34 @@ func newSlowConvCache(t *testing.T) (*convCache, *slowConvs) {
 // a restart) share one store read, whose result every caller gets.
 func TestConvCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
 	c, st := newSlowConvCache(t)
+	missTogether(t, &st.reads, st.release, func() error {
+		ci, err := c.get(context.Background(), "app1", "g1")
+		if err == nil && !ci.isMember("alice") {
+			t.Errorf("members %v", ci.members)
+		}
+		return err
+	})
+}
+
+// missTogether runs get from 50 goroutines at once while the store holds
+// its reads (counted by reads) until release is closed, and wants every
+// get to succeed after exactly one read.
+func missTogether(t *testing.T, reads *atomic.Int32, release chan struct{}, get func() error) {
+	t.Helper()
 	const callers = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
 	for range callers {
-		wg.Go(func() {
-			ci, err := c.get(context.Background(), "app1", "g1")
-			if err == nil && !ci.isMember("alice") {
-				t.Errorf("members %v", ci.members)
-			}
-			errs <- err
-		})
+		wg.Go(func() { errs <- get() })
 	}
-	for st.reads.Load() == 0 {
+	for reads.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	// Callers arriving after the release find the cached entry, so the
+	// Every caller is waiting (or about to) while the one read is held;
+	// one that arrives after the release finds the cached entry, so the
 	// count below does not depend on this pause.
 	time.Sleep(20 * time.Millisecond)
-	close(st.release)
+	close(release)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -267,7 +254,7 @@ func TestConvCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := st.reads.Load(); n != 1 {
+	if n := reads.Load(); n != 1 {
 		t.Fatalf("%d store reads for %d concurrent misses, want 1", n, callers)
 	}
 }
