@@ -159,7 +159,7 @@ func (e *evServer) adopt(c *conn) bool {
 		sc = nc
 	case *tls.Conn:
 		s, ok := nc.NetConn().(*tlsSock)
-		if !ok || s.evented {
+		if !ok || s.Conn == nil {
 			return false
 		}
 		if tc, ok := s.Conn.(*net.TCPConn); ok {

@@ -41,11 +41,10 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 // a lock of its own because the reader writes too (alerts, key updates)
 // while the flusher empties out.
 type tlsSock struct {
-	net.Conn // the socket until adopted, then nil
+	net.Conn // the socket until adopted, then nil: nil means adopted
 
 	// Set by adopt, before any read pass or flusher runs, and read-only
 	// afterwards.
-	evented      bool
 	laddr, raddr net.Addr
 	pool         *bufPool
 	max          int // bytes out may hold; writing more fails
@@ -80,13 +79,12 @@ var errTLSOutFull = errors.New("transport: TLS output buffer full")
 func (s *tlsSock) adopt(pool *bufPool, max int) {
 	s.laddr, s.raddr = s.Conn.LocalAddr(), s.Conn.RemoteAddr()
 	s.pool, s.max = pool, max
-	s.evented = true
 	s.Conn = nil
 }
 
 // Read implements net.Conn.
 func (s *tlsSock) Read(p []byte) (int, error) {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.Read(p)
 	}
 	if len(s.in) == 0 {
@@ -99,7 +97,7 @@ func (s *tlsSock) Read(p []byte) (int, error) {
 
 // Write implements net.Conn.
 func (s *tlsSock) Write(p []byte) (int, error) {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.Write(p)
 	}
 	s.mu.Lock()
@@ -166,7 +164,7 @@ func (s *tlsSock) discard() {
 // Close implements net.Conn; once adopted, the socket is the event loops'
 // to close.
 func (s *tlsSock) Close() error {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.Close()
 	}
 	return nil
@@ -174,7 +172,7 @@ func (s *tlsSock) Close() error {
 
 // LocalAddr implements net.Conn.
 func (s *tlsSock) LocalAddr() net.Addr {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.LocalAddr()
 	}
 	return s.laddr
@@ -182,7 +180,7 @@ func (s *tlsSock) LocalAddr() net.Addr {
 
 // RemoteAddr implements net.Conn.
 func (s *tlsSock) RemoteAddr() net.Addr {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.RemoteAddr()
 	}
 	return s.raddr
@@ -191,7 +189,7 @@ func (s *tlsSock) RemoteAddr() net.Addr {
 // SetDeadline implements net.Conn. Once adopted the tls.Conn never waits,
 // and the connection's deadlines are the event loops' timers.
 func (s *tlsSock) SetDeadline(t time.Time) error {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.SetDeadline(t)
 	}
 	return nil
@@ -199,7 +197,7 @@ func (s *tlsSock) SetDeadline(t time.Time) error {
 
 // SetReadDeadline implements net.Conn.
 func (s *tlsSock) SetReadDeadline(t time.Time) error {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.SetReadDeadline(t)
 	}
 	return nil
@@ -207,7 +205,7 @@ func (s *tlsSock) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline implements net.Conn.
 func (s *tlsSock) SetWriteDeadline(t time.Time) error {
-	if !s.evented {
+	if s.Conn != nil {
 		return s.Conn.SetWriteDeadline(t)
 	}
 	return nil
