@@ -456,15 +456,7 @@ func TestEvTLSRecordSplitAcrossReads(t *testing.T) {
 	h := newPerConn()
 	ts := startServer(t, h, tlsEventLoops, Options{})
 	var trickle atomic.Bool
-	d := dialer(ts.url)
-	d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &trickleConn{Conn: nc, on: &trickle}, nil
-	}
-	cl := dialWith(t, ts.url, d)
+	cl := dialThrough(t, ts.url, func(nc net.Conn) net.Conn { return &trickleConn{Conn: nc, on: &trickle} })
 	c := h.connFor(t, cl)
 	trickle.Store(true)
 	want := []string{"short", strings.Repeat("x", 300), "", "last"}
@@ -554,13 +546,7 @@ func TestEvTLSBadRecord(t *testing.T) {
 	h := newPerConn()
 	ts := startServer(t, h, tlsEventLoops, Options{})
 	var raw net.Conn
-	d := dialer(ts.url)
-	d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		raw = nc
-		return nc, err
-	}
-	c := h.connFor(t, dialWith(t, ts.url, d))
+	c := h.connFor(t, dialThrough(t, ts.url, func(nc net.Conn) net.Conn { raw = nc; return nc }))
 	// An application data record of 32 bytes that no key encrypted.
 	bad := append([]byte{23, 3, 3, 0, 32}, bytes.Repeat([]byte{0x5a}, 32)...)
 	if _, err := raw.Write(bad); err != nil {

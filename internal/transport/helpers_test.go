@@ -296,6 +296,26 @@ type client struct {
 	r  io.Reader
 }
 
+// upgradeRequest is a WebSocket upgrade request, for tests that speak
+// HTTP themselves.
+const upgradeRequest = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+// dialThrough dials url with the test dialer, its TCP connection passed
+// through wrap (which may replace it, or just keep it).
+func dialThrough(t testing.TB, url string, wrap func(net.Conn) net.Conn) *client {
+	t.Helper()
+	d := dialer(url)
+	d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(nc), nil
+	}
+	return dialWith(t, url, d)
+}
+
 // dialer is a WebSocket dialer for url, trusting the test certificate.
 func dialer(url string) ws.Dialer {
 	var d ws.Dialer

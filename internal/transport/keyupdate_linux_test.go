@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
@@ -26,15 +25,11 @@ func TestTLSKeyUpdate(t *testing.T) {
 		t.Skip("no openssl to send a KeyUpdate with")
 	}
 	ts := startServer(t, echo(), tlsEventLoops, Options{})
-	u, err := url.Parse(ts.url)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	// Interactive (no -quiet): a line "K" sends a KeyUpdate that requests
 	// the peer's. -msg prints every TLS message, KeyUpdates included.
-	cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", u.Host, "-tls1_3", "-msg")
+	cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", ts.http.Listener.Addr().String(), "-tls1_3", "-msg")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -63,8 +58,7 @@ func TestTLSKeyUpdate(t *testing.T) {
 	contains := func(s string) func(string) bool {
 		return func(o string) bool { return strings.Contains(o, s) }
 	}
-	send([]byte("GET / HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	send([]byte(upgradeRequest))
 	seen("the upgrade", contains("101 Switching Protocols"))
 	send(frameBytes(ws.OpText, true, []byte("before-the-key-update"), true))
 	seen("the first echo", contains("before-the-key-update"))

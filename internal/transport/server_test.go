@@ -411,8 +411,7 @@ func rawUpgrade(t *testing.T, ts *testServer) *http.Response {
 	t.Helper()
 	nc := ts.dialSocket(t)
 	_ = nc.SetDeadline(time.Now().Add(patience))
-	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	req := upgradeRequest
 	if _, err := io.WriteString(nc, req); err != nil {
 		t.Fatal(err)
 	}
@@ -535,8 +534,7 @@ func testBytesBufferedWithHandshake(t *testing.T, m mode) {
 	ts := startServer(t, h, m, Options{})
 	nc := ts.dialSocket(t)
 	_ = nc.SetDeadline(time.Now().Add(patience))
-	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	req := upgradeRequest
 	// The first frames travel with the request, so net/http reads them.
 	// Over TLS each write is a record, and the tls.Conn keeps the records
 	// after the request's for the server's first read pass.
