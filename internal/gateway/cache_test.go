@@ -42,9 +42,15 @@ func newSlowCache(t *testing.T) (*appCache, *slowApps) {
 	return &appCache{ctx: t.Context(), st: st, ttl: time.Minute, max: 10, now: time.Now, m: map[string]appEntry{}}, st
 }
 
-// waitForRead waits until the slow store has been asked for an app.
-func waitForRead(st *slowApps) {
-	for st.reads.Load() == 0 {
+// waitReads waits until a slow store has started n reads, failing the
+// test after 10s: a read that never starts is a cache that did not ask.
+func waitReads(t *testing.T, reads *atomic.Int32, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for reads.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d store reads after 10s, want %d", reads.Load(), n)
+		}
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -67,7 +73,7 @@ func TestAppCacheSharesOneReadAmongConcurrentMisses(t *testing.T) {
 func TestAppCacheWaiterHonoursItsContext(t *testing.T) {
 	c, st := newSlowCache(t)
 	go func() { _, _ = c.get(context.Background(), "app1") }()
-	waitForRead(st)
+	waitReads(t, &st.reads, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	if _, err := c.get(ctx, "app1"); err != context.DeadlineExceeded {
@@ -84,7 +90,7 @@ func TestAppCacheDropDuringReadIsNotCached(t *testing.T) {
 		defer close(done)
 		_, _ = c.get(ctx, "app1")
 	}()
-	waitForRead(st)
+	waitReads(t, &st.reads, 1)
 	c.drop("app1") // the app changed while it was being read
 	close(st.release)
 	<-done
@@ -239,9 +245,7 @@ func missTogether(t *testing.T, reads *atomic.Int32, release chan struct{}, get 
 	for range callers {
 		wg.Go(func() { errs <- get() })
 	}
-	for reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitReads(t, reads, 1)
 	// Every caller is waiting (or about to) while the one read is held;
 	// one that arrives after the release finds the cached entry, so the
 	// count below does not depend on this pause.
@@ -265,15 +269,11 @@ func TestConvCacheDropDuringRead(t *testing.T) {
 	c, st := newSlowConvCache(t)
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = c.get(context.Background(), "app1", "g1") })
-	for st.reads.Load() < 1 {
-		time.Sleep(time.Millisecond)
-	}
+	waitReads(t, &st.reads, 1)
 	c.drop("app1", "g1") // e.g. carol joined while g1 was being read
 	var newer *convInfo
 	wg.Go(func() { newer, _ = c.get(context.Background(), "app1", "g1") })
-	for st.reads.Load() < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	waitReads(t, &st.reads, 2) // not waiting for the dropped read
 	close(st.release)
 	wg.Wait()
 	ci, err := c.get(context.Background(), "app1", "g1")
@@ -293,9 +293,7 @@ func TestConvCacheReadOutlivesItsCaller(t *testing.T) {
 	var wg sync.WaitGroup
 	var first error
 	wg.Go(func() { _, first = c.get(ctx, "app1", "g1") })
-	for st.reads.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitReads(t, &st.reads, 1)
 	var waiter error
 	wg.Go(func() { _, waiter = c.get(context.Background(), "app1", "g1") })
 	cancel()
