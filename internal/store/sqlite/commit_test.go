@@ -190,6 +190,102 @@ func TestGroupCommitBatches(t *testing.T) {
 	}
 }
 
+// TestBatchWithStoredDuplicate queues, behind the held committer, one
+// batch where an append repeats a client id stored by an earlier batch,
+// between new messages of its conversation, next to an in-batch duplicate,
+// a missing conversation and 40 appends to one conversation. The stored
+// duplicate must be answered from the store and leave no gap in the seqs,
+// the counter or the sender's read cursor.
+func TestBatchWithStoredDuplicate(t *testing.T) {
+	g := newGatedStore(t, Options{})
+	ctx := t.Context()
+	// The stored message's commit is the one that holds the committer.
+	stored, err := g.AppendMessage(ctx, store.NewMessage{App: "a", Conv: "g:1", Sender: "alice", ClientMsgID: "c1", Body: []byte(`"one"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+
+	msgs := []store.NewMessage{
+		{App: "a", Conv: "g:1", Sender: "alice", ClientMsgID: "c2", Body: []byte(`"two"`)},
+		{App: "a", Conv: "g:1", Sender: "alice", ClientMsgID: "c1", Body: []byte(`"one again"`)},
+		{App: "a", Conv: "g:1", Sender: "alice", ClientMsgID: "c3", Body: []byte(`"three"`)},
+		{App: "a", Conv: "g:2", Sender: "alice", ClientMsgID: "c1", Body: []byte(`"other conv"`)},
+		{App: "a", Conv: "g:1", Sender: "alice", ClientMsgID: "c2", Body: []byte(`"two again"`)},
+		{App: "a", Conv: "g:missing", Sender: "alice", Body: []byte(`"lost"`)},
+	}
+	for i := range 40 {
+		msgs = append(msgs, store.NewMessage{App: "a", Conv: "g:3", Body: []byte(fmt.Sprint(i))})
+	}
+	// One at a time, so the queue holds them in this order.
+	waits := make([]func() []result, len(msgs))
+	for i, m := range msgs {
+		waits[i] = appendAll(ctx, g, []store.NewMessage{m})
+		g.waitQueued(t, i+1)
+	}
+	g.open()
+	var got []result
+	for _, w := range waits {
+		got = append(got, w()...)
+	}
+
+	want := []struct {
+		seq  uint64
+		dup  bool
+		body string
+	}{{2, false, `"two"`}, {1, true, `"one"`}, {3, false, `"three"`}, {1, false, `"other conv"`}, {2, true, `"two"`}}
+	for i, w := range want {
+		r := got[i]
+		if r.err != nil || r.a.Seq != w.seq || r.a.Duplicate != w.dup || string(r.a.Body) != w.body {
+			t.Errorf("append %d (%s %s) = seq %d dup %v body %s, %v; want seq %d dup %v body %s",
+				i, r.m.Conv, r.m.ClientMsgID, r.a.Seq, r.a.Duplicate, r.a.Body, r.err, w.seq, w.dup, w.body)
+		}
+	}
+	if got[1].a.Duplicate && !got[1].a.At.Equal(stored.At) {
+		t.Errorf("stored duplicate answered with time %v, want the stored %v", got[1].a.At, stored.At)
+	}
+	if !errors.Is(got[5].err, store.ErrNotFound) {
+		t.Errorf("append to a missing conversation: %v, want ErrNotFound", got[5].err)
+	}
+	for i, r := range got[6:] {
+		if r.err != nil || r.a.Seq != uint64(i+1) {
+			t.Fatalf("g:3 append %d = seq %d, %v; want seq %d", i, r.a.Seq, r.err, i+1)
+		}
+	}
+
+	// What is stored agrees: g:1 holds 1, 2, 3 and no gap, its counter and
+	// alice's read cursor are at 3, g:3 holds 40 in queue order.
+	page, err := g.MessagesAfter(ctx, "a", "g:1", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for _, m := range page {
+		bodies = append(bodies, fmt.Sprintf("%d:%s", m.Seq, m.Body))
+	}
+	if w := []string{`1:"one"`, `2:"two"`, `3:"three"`}; !slices.Equal(bodies, w) {
+		t.Errorf("g:1 holds %v, want %v", bodies, w)
+	}
+	if c, err := g.Conversation(ctx, "a", "g:1"); err != nil || c.LastSeq != 3 {
+		t.Errorf("g:1 last seq %d, %v; want 3", c.LastSeq, err)
+	}
+	if m, err := g.Member(ctx, "a", "g:1", "alice"); err != nil || m.ReadSeq != 3 {
+		t.Errorf("alice's read cursor in g:1 = %d, %v; want 3", m.ReadSeq, err)
+	}
+	page, err = g.MessagesAfter(ctx, "a", "g:3", 0, 100)
+	if err != nil || len(page) != 40 {
+		t.Fatalf("g:3 holds %d messages, %v; want 40", len(page), err)
+	}
+	for i, m := range page {
+		if string(m.Body) != fmt.Sprint(i) {
+			t.Fatalf("g:3 seq %d holds %s, want %d", m.Seq, m.Body, i)
+		}
+	}
+	if sizes := g.sizes(t); !slices.Equal(sizes, []int{1, len(msgs)}) {
+		t.Errorf("OnCommit saw batches %v, want [1 %d]: the queued appends were not one batch", sizes, len(msgs))
+	}
+}
+
 func TestGroupCommitMaxBatch(t *testing.T) {
 	g := newGatedStore(t, Options{MaxBatch: 10})
 	g.hold(t)
