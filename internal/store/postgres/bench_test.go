@@ -101,3 +101,49 @@ func benchAppend(b *testing.B, nodes, senders int) {
 		b.ReportMetric(float64(committed.Load())/float64(c), "msgs/commit")
 	}
 }
+
+// BenchmarkConversationMembers measures ConversationMembers throughput with
+// 2 (one per core) and 512 concurrent readers of 1 000 group conversations
+// of 8 members, as the nodes' conversation caches read them after a
+// restart. It reports reads/s and statements per read (coalescing: see
+// coalesce.go). The database shares the machine: run it otherwise idle.
+//
+//	FLOODGATE_TEST_POSTGRES='postgres://postgres@127.0.0.1:5432/test?sslmode=disable' \
+//	    go test -run '^$' -bench BenchmarkConversationMembers -benchtime 3s ./internal/store/postgres/
+func BenchmarkConversationMembers(b *testing.B) {
+	const convs = 1000
+	s := openTest(b, newSchema(b), Options{})
+	ctx := b.Context()
+	if err := s.CreateApp(ctx, store.App{ID: "bench", Secret: "s"}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range convs {
+		var members []string
+		for u := range 8 {
+			members = append(members, "u"+strconv.Itoa((i+u)%convs))
+		}
+		if _, err := s.CreateConversation(ctx, store.Conversation{App: "bench", ID: "g:" + strconv.Itoa(i), Kind: store.KindGroup}, members); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, readers := range []int{2, 512} {
+		b.Run(fmt.Sprintf("readers=%d", readers), func(b *testing.B) {
+			var worker atomic.Int64
+			base := s.convMembers.statements.Load()
+			b.ReportAllocs()
+			b.SetParallelism((readers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.RunParallel(func(pb *testing.PB) {
+				n := int(worker.Add(1)) * 7919
+				for pb.Next() {
+					n++
+					if _, ms, err := s.ConversationMembers(ctx, "bench", "g:"+strconv.Itoa(n%convs), 100); err != nil || len(ms) != 8 {
+						b.Errorf("ConversationMembers: %d members, %v", len(ms), err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+			b.ReportMetric(float64(s.convMembers.statements.Load()-base)/float64(b.N), "stmts/op")
+		})
+	}
+}

@@ -202,32 +202,87 @@ func (s *Store) Conversation(ctx context.Context, app, id string) (store.Convers
 	return c, s.fail(ctx, err)
 }
 
-// ConversationMembers implements store.Store in one round trip.
+// convMembers is a ConversationMembers result; found is false for a
+// conversation that does not exist.
+type convMembers struct {
+	conv    store.Conversation
+	members []string
+	found   bool
+}
+
+// ConversationMembers implements store.Store. Concurrent calls share
+// statements (see coalesce.go): after a restart every node reads the
+// conversation of each first send, and its member list for the fan-out.
 func (s *Store) ConversationMembers(ctx context.Context, app, id string, limit int) (store.Conversation, []string, error) {
 	if err := s.check(ctx); err != nil {
 		return store.Conversation{}, nil, err
 	}
+	cm, err := s.convMembers.do(ctx, limitedKey{app, id, max(limit, 0)})
+	if err == nil && !cm.found {
+		err = store.ErrNotFound
+	}
+	return cm.conv, cm.members, err
+}
+
+// readConvMembers reads every conversation in batch, with up to its limit
+// of member ids in id order, in one statement. The LIMIT keeps the
+// lateral subquery a subquery: pulled up into a join, the generic plan
+// (see forEachGeneric) hash-joins a sequential scan of every conversation.
+func (s *Store) readConvMembers(ctx context.Context, batch []*read[limitedKey, convMembers]) error {
+	if len(batch) == 1 {
+		return s.readConvMembersOne(ctx, batch[0])
+	}
+	apps, ids, limits := keyColumns(batch)
 	var (
-		c  store.Conversation
-		ms []string
+		i               int64
+		c               store.Conversation
+		createdAt, last int64
+		ms              []string
 	)
-	var createdAt, lastAt int64
+	return s.forEachGeneric(ctx, []any{&i, &c.App, &c.ID, &c.Kind, &c.Name, &c.Creator, &createdAt, &c.LastSeq, &last, &ms}, func() error {
+		c.CreatedAt, c.LastAt = fromMsec(createdAt), fromMsec(last)
+		if len(ms) == 0 {
+			ms = nil
+		}
+		batch[i-1].res = convMembers{conv: c, members: ms, found: true} // ORDINALITY counts from 1
+		ms = nil                                                        // scanned afresh for the next row, not into this one's slice
+		return nil
+	}, `
+		SELECT u.i, c.app_id, c.id, c.kind, c.name, c.creator, c.created_at, c.last_seq, c.last_at,
+			ARRAY(SELECT m.user_id FROM members m WHERE m.app_id = c.app_id AND m.conv_id = c.id
+				ORDER BY m.user_id LIMIT u.lim)
+		FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS u (app_id, id, lim, i)
+		CROSS JOIN LATERAL (
+			SELECT * FROM conversations c WHERE c.app_id = u.app_id AND c.id = u.id
+			LIMIT 1) AS c`, apps, ids, limits)
+}
+
+// readConvMembersOne is readConvMembers for one conversation, with a
+// statement simpler to plan and run: a read alone (the usual case outside
+// a storm) costs what it did before reads were coalesced.
+func (s *Store) readConvMembersOne(ctx context.Context, r *read[limitedKey, convMembers]) error {
+	var (
+		c               store.Conversation
+		ms              []string
+		createdAt, last int64
+	)
 	err := s.pool.QueryRow(ctx, `SELECT `+convColumns+`,
 			ARRAY(SELECT m.user_id FROM members m WHERE m.app_id = c.app_id AND m.conv_id = c.id
 				ORDER BY m.user_id LIMIT $3)
-		FROM conversations c WHERE c.app_id = $1 AND c.id = $2`, app, id, max(limit, 0)).
-		Scan(&c.App, &c.ID, &c.Kind, &c.Name, &c.Creator, &createdAt, &c.LastSeq, &lastAt, &ms)
+		FROM conversations c WHERE c.app_id = $1 AND c.id = $2`, r.key.app, r.key.id, r.key.limit).
+		Scan(&c.App, &c.ID, &c.Kind, &c.Name, &c.Creator, &createdAt, &c.LastSeq, &last, &ms)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Conversation{}, nil, store.ErrNotFound
+		return nil // not found
 	}
 	if err != nil {
-		return store.Conversation{}, nil, s.fail(ctx, err)
+		return err
 	}
-	c.CreatedAt, c.LastAt = fromMsec(createdAt), fromMsec(lastAt)
+	c.CreatedAt, c.LastAt = fromMsec(createdAt), fromMsec(last)
 	if len(ms) == 0 {
 		ms = nil
 	}
-	return c, ms, nil
+	r.res = convMembers{conv: c, members: ms, found: true}
+	return nil
 }
 
 // Member implements store.Store.

@@ -112,18 +112,16 @@ type Store struct {
 	queue  chan *appendReq
 	// done is closed when the committer has drained the queue and exited.
 	done chan struct{}
-	// userConvReqs queues UserConversations reads for the readers (see
-	// userconvs.go); closing stopReaders stops them, readers waits for them.
-	userConvReqs chan *userConvReq
-	stopReaders  chan struct{}
-	readers      sync.WaitGroup
+	// userConvs and convMembers coalesce UserConversations and
+	// ConversationMembers reads (see coalesce.go); closing stopReaders
+	// stops their readers, readers waits for them.
+	userConvs   *coalescer[limitedKey, []store.ConvState]
+	convMembers *coalescer[limitedKey, convMembers]
+	stopReaders chan struct{}
+	readers     sync.WaitGroup
 	// retries counts batch attempts that failed with a serialization
 	// failure or a deadlock and were run again; the deadlock tests read it.
 	retries atomic.Int64
-	// userConvQueued and userConvStatements count the reads of users'
-	// conversations queued and the statements that ran them; the
-	// coalescing test reads them.
-	userConvQueued, userConvStatements atomic.Int64
 
 	closeOnce sync.Once
 }
@@ -218,13 +216,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		commitTimeout: o.CommitTimeout,
 		queue:         make(chan *appendReq, o.QueueSize),
 		done:          make(chan struct{}),
-		userConvReqs:  make(chan *userConvReq, userConvQueue),
 		stopReaders:   make(chan struct{}),
 	}
+	s.userConvs = newCoalescer(s, s.readUserConvs)
+	s.convMembers = newCoalescer(s, s.readConvMembers)
 	go s.commitLoop()
-	for range userConvReaders {
-		s.readers.Go(func() { s.userConvReader(s.stopReaders) })
-	}
+	s.userConvs.start(&s.readers, s.stopReaders)
+	s.convMembers.start(&s.readers, s.stopReaders)
 	return s, nil
 }
 
