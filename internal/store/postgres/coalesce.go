@@ -20,9 +20,8 @@ import (
 //
 // Nothing waits to fill a batch, and a read that finds a statement slot
 // free and nothing queued runs at once on its caller's goroutine, so a
-// read alone costs no hand-off between goroutines (on a 2-core VM, a read
-// handed to a reader took three times as long as one made directly). Only
-// when all coalesceReaders slots are taken do reads queue; a reader takes
+// read alone waits for no other goroutine to be scheduled. Only when all
+// coalesceReaders slots are taken do reads queue; a reader takes
 // one, waits for a slot, and runs everything queued by then in one
 // statement.
 const (
