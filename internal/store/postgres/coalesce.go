@@ -211,7 +211,9 @@ func (c *coalescer[K, R]) batch(ctx context.Context, batch []*read[K, R]) {
 // Its text is the same for any number of keys, and by default PostgreSQL
 // plans it afresh on every execution, because its generic plan, made for
 // arrays of any length, is estimated dearer than a plan for the actual
-// arrays; planning it cost twice as much as running it for a batch of one.
+// arrays: a ConversationMembers statement for one key took 162 µs that
+// way against 61 µs with the generic plan (BenchmarkConversationMembers,
+// two readers, one run each).
 // The queries are written so that the generic plan is the right one for
 // any batch (a nested loop over the keys, each an index scan), and the
 // setting lasts only for the implicit transaction of the two statements,

@@ -202,12 +202,11 @@ func (s *Store) Conversation(ctx context.Context, app, id string) (store.Convers
 	return c, s.fail(ctx, err)
 }
 
-// convMembers is a ConversationMembers result; found is false for a
-// conversation that does not exist.
+// convMembers is a ConversationMembers result; a zero conv (no ID) means
+// the conversation does not exist.
 type convMembers struct {
 	conv    store.Conversation
 	members []string
-	found   bool
 }
 
 // ConversationMembers implements store.Store. Concurrent calls share
@@ -218,10 +217,34 @@ func (s *Store) ConversationMembers(ctx context.Context, app, id string, limit i
 		return store.Conversation{}, nil, err
 	}
 	cm, err := s.convMembers.do(ctx, limitedKey{app, id, max(limit, 0)})
-	if err == nil && !cm.found {
+	if err == nil && cm.conv.ID == "" {
 		err = store.ErrNotFound
 	}
 	return cm.conv, cm.members, err
+}
+
+// convMembersRow scans a row of convColumns followed by an array of
+// member ids.
+type convMembersRow struct {
+	c               store.Conversation
+	createdAt, last int64
+	ms              []string
+}
+
+func (r *convMembersRow) dest() []any {
+	return []any{&r.c.App, &r.c.ID, &r.c.Kind, &r.c.Name, &r.c.Creator, &r.createdAt, &r.c.LastSeq, &r.last, &r.ms}
+}
+
+// result returns the row scanned last, and leaves r to scan a fresh member
+// slice into rather than this result's.
+func (r *convMembersRow) result() convMembers {
+	c, ms := r.c, r.ms
+	c.CreatedAt, c.LastAt = fromMsec(r.createdAt), fromMsec(r.last)
+	if len(ms) == 0 {
+		ms = nil
+	}
+	r.ms = nil
+	return convMembers{conv: c, members: ms}
 }
 
 // readConvMembers reads every conversation in batch, with up to its limit
@@ -234,18 +257,11 @@ func (s *Store) readConvMembers(ctx context.Context, batch []*read[limitedKey, c
 	}
 	apps, ids, limits := keyColumns(batch)
 	var (
-		i               int64
-		c               store.Conversation
-		createdAt, last int64
-		ms              []string
+		i   int64
+		row convMembersRow
 	)
-	return s.forEachGeneric(ctx, []any{&i, &c.App, &c.ID, &c.Kind, &c.Name, &c.Creator, &createdAt, &c.LastSeq, &last, &ms}, func() error {
-		c.CreatedAt, c.LastAt = fromMsec(createdAt), fromMsec(last)
-		if len(ms) == 0 {
-			ms = nil
-		}
-		batch[i-1].res = convMembers{conv: c, members: ms, found: true} // ORDINALITY counts from 1
-		ms = nil                                                        // scanned afresh for the next row, not into this one's slice
+	return s.forEachGeneric(ctx, append([]any{&i}, row.dest()...), func() error {
+		batch[i-1].res = row.result() // ORDINALITY counts from 1
 		return nil
 	}, `
 		SELECT u.i, c.app_id, c.id, c.kind, c.name, c.creator, c.created_at, c.last_seq, c.last_at,
@@ -261,28 +277,19 @@ func (s *Store) readConvMembers(ctx context.Context, batch []*read[limitedKey, c
 // statement simpler to plan and run: a read alone (the usual case outside
 // a storm) costs what it did before reads were coalesced.
 func (s *Store) readConvMembersOne(ctx context.Context, r *read[limitedKey, convMembers]) error {
-	var (
-		c               store.Conversation
-		ms              []string
-		createdAt, last int64
-	)
+	var row convMembersRow
 	err := s.pool.QueryRow(ctx, `SELECT `+convColumns+`,
 			ARRAY(SELECT m.user_id FROM members m WHERE m.app_id = c.app_id AND m.conv_id = c.id
 				ORDER BY m.user_id LIMIT $3)
 		FROM conversations c WHERE c.app_id = $1 AND c.id = $2`, r.key.app, r.key.id, r.key.limit).
-		Scan(&c.App, &c.ID, &c.Kind, &c.Name, &c.Creator, &createdAt, &c.LastSeq, &last, &ms)
+		Scan(row.dest()...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // not found
 	}
-	if err != nil {
-		return err
+	if err == nil {
+		r.res = row.result()
 	}
-	c.CreatedAt, c.LastAt = fromMsec(createdAt), fromMsec(last)
-	if len(ms) == 0 {
-		ms = nil
-	}
-	r.res = convMembers{conv: c, members: ms, found: true}
-	return nil
+	return err
 }
 
 // Member implements store.Store.
