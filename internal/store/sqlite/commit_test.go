@@ -462,6 +462,11 @@ func TestCommitWindowGathersABatch(t *testing.T) {
 			t.Fatal(r.err)
 		}
 	}
+	// Waiters are answered before OnCommit runs: only a stopped committer
+	// has reported every batch.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(batches, []int{5}) {
